@@ -1,8 +1,215 @@
-"""Command line: parsing only; every command calls a library function."""
+"""Command line (SPEC section 4): parsing only; every command calls a library function.
 
+Errors caused by input (a file, a config field, an argument) are printed on one
+line as ``voxmetric: error: ...`` with exit status 1; usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
 import sys
 
+from .errors import VoxmetricError
 
-def main(argv=None) -> int:
-    print("voxmetric: under construction", file=sys.stderr)
-    return 1
+
+def _cmd_synth(args) -> int:
+    from .data.synth import synthesize
+
+    summary = synthesize(args.out_dir, speakers=args.speakers, utterances=args.utterances, seed=args.seed,
+                         overwrite=args.overwrite, progress=not args.quiet)
+    print(summary)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .config import load_config
+    from .train import train
+
+    config = load_config(args.config, args.set)
+    out = args.out or _default_exp_dir(args.config)
+    result = train(config, out, resume=args.resume, progress=not args.quiet)
+    status = "interrupted, checkpoint saved" if result.interrupted else "done"
+    best = f", best validation EER {result.best_eer:.2f}%" if result.best_eer is not None else ""
+    print(f"training {status}: {result.epochs_done} epochs, {result.batches_done} batches{best}; "
+          f"checkpoints in {out}/checkpoints")
+    return 0
+
+
+def _default_exp_dir(config_path: str) -> str:
+    from pathlib import Path
+
+    return str(Path("exp") / Path(config_path).stem)
+
+
+def _cmd_embed(args) -> int:
+    from .evaluate.pipeline import embed_files
+
+    paths = list(args.audio)
+    if args.list:
+        paths += _read_list(args.list)
+    if not paths:
+        raise VoxmetricError("embed: give audio files or --list FILE")
+    count, dim = embed_files(args.model, paths, args.out, window_s=_window(args.window), step_s=args.step,
+                             device=args.device, progress=not args.quiet)
+    print(f"wrote {count} embeddings of dimension {dim} to {args.out}")
+    return 0
+
+
+def _window(value: float) -> float | None:
+    return None if value is not None and value <= 0 else value
+
+
+def _read_list(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    except OSError as error:
+        raise VoxmetricError(f"{path}: cannot read file list ({error.strerror})") from None
+
+
+def _cmd_score(args) -> int:
+    from .evaluate.pipeline import score_file
+
+    count = score_file(args.trials, args.embeddings, args.out, cohort_path=args.snorm, top_n=args.top)
+    kind = f"adaptive s-norm (top {args.top})" if args.snorm else "cosine"
+    print(f"wrote {count} {kind} scores to {args.out}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .evaluate.pipeline import evaluate_score_file
+
+    metrics = evaluate_score_file(args.trials, args.scores, plot_path=args.plot, json_path=args.out,
+                                  n_bootstrap=args.bootstrap, seed=args.seed)
+    low, high = metrics["eer_ci"]
+    print(f"EER {metrics['eer'] * 100:.2f}% (95% CI {low * 100:.2f}-{high * 100:.2f}), "
+          f"minDCF(0.01) {metrics['min_dcf'][0.01]['min_dcf']:.4f}, "
+          f"minDCF(0.05) {metrics['min_dcf'][0.05]['min_dcf']:.4f}, "
+          f"{metrics['n_target']} target / {metrics['n_nontarget']} non-target trials")
+    if args.json:
+        print(json.dumps(metrics, default=str))
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .compare import compare
+    from .config import load_config
+
+    config = load_config(args.config, args.set)
+    losses = [name.strip() for name in args.losses.split(",") if name.strip()]
+    out = args.out or _default_exp_dir(args.config) + "-compare"
+    report = compare(config, losses, out, budget=args.budget, progress=not args.quiet)
+    print(report.table)
+    print(f"\nresults: {report.results_md}  plots: {report.det_plot}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.out, budget_minutes=args.minutes, progress=not args.quiet)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voxmetric",
+        description="End-to-end speaker verification with metric learning.",
+        epilog="Run 'voxmetric COMMAND --help' for a command's options.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"voxmetric {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("synth", help="generate the built-in synthetic multi-speaker corpus",
+                       description="Generate the built-in corpus: VoxCeleb layout, train/val/test speakers, trials.")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--speakers", type=int, default=40, metavar="N", help="number of speakers (default 40)")
+    p.add_argument("--utterances", type=int, default=12, metavar="K", help="utterances per speaker (default 12)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing corpus made with other settings")
+    _add_common(p)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("train", help="train an embedding network from a YAML config",
+                       description="Train a network; checkpoints every epoch; --resume continues exactly. "
+                                   "Under 'torchrun --nproc_per_node N' it trains with DDP.")
+    p.add_argument("config", metavar="CONFIG.yml")
+    p.add_argument("--out", metavar="EXP_DIR", help="experiment folder (default exp/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.pt")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set training.epochs=5 (repeatable)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("embed", help="extract embeddings of audio files",
+                       description="Embed audio files with a trained model (sliding windows averaged).")
+    p.add_argument("model", metavar="MODEL", help="checkpoint path")
+    p.add_argument("audio", nargs="*", metavar="AUDIO")
+    p.add_argument("--list", metavar="FILE", help="file with one audio path per line")
+    p.add_argument("--out", required=True, metavar="EMB_FILE", help="output .npz or .safetensors")
+    p.add_argument("--window", type=float, default=3.0, metavar="S", help="window in seconds; 0 = whole file")
+    p.add_argument("--step", type=float, default=0.1, metavar="S", help="window step in seconds (default 0.1)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_embed)
+
+    p = sub.add_parser("score", help="score a trial list from embeddings (cosine, adaptive s-norm)")
+    p.add_argument("--trials", required=True, metavar="TRIALS")
+    p.add_argument("--embeddings", required=True, metavar="EMB_FILE")
+    p.add_argument("--snorm", metavar="COHORT_EMB", help="cohort embeddings for adaptive s-norm")
+    p.add_argument("--top", type=int, default=400, metavar="N", help="cohort size per side (default 400)")
+    p.add_argument("--out", required=True, metavar="SCORES", help="output: 'score path1 path2' per line")
+    _add_common(p)
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("eval", help="EER with 95%% CI, minDCF, DET plot from scores")
+    p.add_argument("--trials", required=True, metavar="TRIALS")
+    p.add_argument("--scores", required=True, metavar="SCORES")
+    p.add_argument("--plot", metavar="DET.png", help="write a DET curve")
+    p.add_argument("--out", metavar="RESULTS.json", help="write metrics as JSON (and .md beside it)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap rounds for the CI")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+    _add_common(p)
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("compare", help="train and evaluate one model per loss, write the paper-style table")
+    p.add_argument("config", metavar="CONFIG.yml")
+    p.add_argument("--losses", default="ce,center,coco,aam,contrastive,triplet",
+                   help="comma-separated loss names (default: the six of the paper)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default exp/<config name>-compare)")
+    p.add_argument("--budget", metavar="N|Nmin",
+                   help="training budget per loss: a number of batches, or minutes with 'min' (e.g. 2min)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    _add_common(p)
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("demo", help="the main job end to end on the built-in corpus (~10 min on 2 CPU cores)")
+    p.add_argument("--out", default="demo", metavar="DIR", help="output folder (default ./demo)")
+    p.add_argument("--minutes", type=float, default=10.0, help="approximate total time budget (default 10)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except VoxmetricError as error:
+        print(f"voxmetric: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("voxmetric: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,3 +29,7 @@ class ConfigError(VoxmetricError):
 
 class CheckpointError(VoxmetricError):
     """A checkpoint or weights file is missing, corrupt, or not trusted."""
+
+
+class TrainingError(VoxmetricError):
+    """Training cannot go on (e.g. the loss diverged to NaN); the message says what to change."""

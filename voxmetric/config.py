@@ -1,0 +1,326 @@
+"""Experiment configuration: one YAML file, defaults in one place, unknown keys fail.
+
+The schema is the tree of dataclasses below; their field defaults are the only
+defaults. :func:`load_config` merges a YAML file (and ``key.path=value``
+overrides) onto them and rejects, before any work starts, an unknown key, a
+value of the wrong type or an impossible value, naming the field.
+
+Model and loss hyper-parameters are free mappings (``model.params``,
+``loss.params``): they are checked by the model and loss registries, which
+name the bad parameter and list the allowed ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .fileio import atomic_open
+
+
+@dataclass
+class AugmentationConfig:
+    """Additive noise and reverberation applied to training chunks."""
+
+    noise_dir: str | None = None
+    rir_dir: str | None = None
+    snr_db: list[float] = field(default_factory=lambda: [10.0, 20.0])
+    noise_prob: float = 1.0
+    rir_prob: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    """Training corpus and P x K chunk batches (SPEC section 2)."""
+
+    corpus: str = ""
+    format: str = "auto"
+    chunk_duration_s: float = 3.0
+    speakers_per_batch: int = 128
+    chunks_per_speaker: int = 1
+    min_speaker_duration_s: float = 30.0
+    num_workers: int = 2
+    augmentation: AugmentationConfig | None = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = "sinctdnn"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    name: str = "aam"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerConfig:
+    """``sgd``, ``adam`` or ``adamw``; the seed uses a constant learning rate of 0.01."""
+
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule over training batches: ``constant`` (the seed), ``step`` or ``cosine``.
+
+    ``warmup_batches`` ramps the rate linearly from 0 first, whatever the schedule.
+    """
+
+    name: str = "constant"
+    warmup_batches: int = 0
+    step_batches: int = 1000
+    gamma: float = 0.5
+    min_lr: float = 0.0
+
+
+@dataclass
+class TrainingConfig:
+    """An epoch is a fixed number of batches, as in the seed."""
+
+    epochs: int = 10
+    batches_per_epoch: int = 500
+    grad_clip_norm: float | None = 5.0
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    device: str = "auto"
+    early_stop_epochs: int | None = None
+    log_every_batches: int = 10
+
+
+@dataclass
+class ValidationConfig:
+    """Validation EER after each epoch on a trial list (paths relative to ``root``)."""
+
+    trials: str | None = None
+    root: str | None = None
+    window_s: float | None = 3.0
+    step_s: float = 1.0
+
+
+@dataclass
+class EvaluationConfig:
+    """How ``compare`` embeds and scores the test trials."""
+
+    trials: str | None = None
+    root: str | None = None
+    window_s: float | None = 3.0
+    step_s: float = 0.1
+    snorm_top_n: int = 400
+    cohort_utterances_per_speaker: int = 3
+    n_bootstrap: int = 1000
+
+
+@dataclass
+class Config:
+    """A whole experiment."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    init_from: str | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- building a dataclass tree from plain data, strictly -----------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (ints are accepted as floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as error:
+                errors.append(error)
+        raise errors[0]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is list:
+        (item_type,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            path = f"{where}.{key}" if where else key
+            raise ConfigError(f"unknown config key '{path}' (allowed here: {', '.join(names)})")
+    values = {}
+    for name in names:
+        if name in data:
+            path = f"{where}.{name}" if where else name
+            values[name] = _coerce(data[name], hints[name], path)
+    return cls(**values)
+
+
+def _check_values(config: Config) -> None:
+    """Impossible values, rejected before any work."""
+    positive = {
+        "data.chunk_duration_s": config.data.chunk_duration_s,
+        "data.speakers_per_batch": config.data.speakers_per_batch,
+        "data.chunks_per_speaker": config.data.chunks_per_speaker,
+        "optimizer.lr": config.optimizer.lr,
+        "training.epochs": config.training.epochs,
+        "training.batches_per_epoch": config.training.batches_per_epoch,
+        "validation.step_s": config.validation.step_s,
+        "evaluation.step_s": config.evaluation.step_s,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value!r}")
+    if config.data.num_workers < 0:
+        raise ConfigError(f"data.num_workers must be >= 0, got {config.data.num_workers}")
+    allowed = {
+        "optimizer.name": (config.optimizer.name, ("sgd", "adam", "adamw")),
+        "schedule.name": (config.schedule.name, ("constant", "step", "cosine")),
+        "data.format": (config.data.format, ("auto", "voxceleb", "kaldi", "folders")),
+    }
+    for name, (value, options) in allowed.items():
+        if value not in options:
+            raise ConfigError(f"{name} is '{value}'; allowed: {', '.join(options)}")
+    augmentation = config.data.augmentation
+    if augmentation is not None:
+        low, high = (augmentation.snr_db + [None, None])[:2]
+        if len(augmentation.snr_db) != 2 or low > high:
+            raise ConfigError(f"data.augmentation.snr_db must be [low, high], got {augmentation.snr_db}")
+        for name in ("noise_prob", "rir_prob"):
+            if not 0.0 <= getattr(augmentation, name) <= 1.0:
+                raise ConfigError(f"data.augmentation.{name} must be in [0, 1], got {getattr(augmentation, name)}")
+    for section in ("validation", "evaluation"):
+        window_s = getattr(config, section).window_s
+        if window_s is not None and window_s <= 0:
+            raise ConfigError(f"{section}.window_s must be positive or null (whole file), got {window_s}")
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Validate plain data (as read from YAML) into a :class:`Config`."""
+    config = _build(Config, copy.deepcopy(data), "")
+    _check_values(config)
+    return config
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to plain data."""
+    data = copy.deepcopy(data)
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override '{override}' is not of the form key.path=value")
+        dotted, raw = override.split("=", 1)
+        node = data
+        keys = dotted.strip().split(".")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{override}': '{key}' is not a section")
+        node[keys[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML ({error})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply overrides, validate; relative paths are made absolute.
+
+    Paths in the config (corpus, trials, roots, noise folders, ``init_from``
+    when it is a file) are relative to the config file's folder.
+    """
+    data = apply_overrides(read_yaml(path), list(overrides))
+    try:
+        config = config_from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return resolve_paths(config, Path(path).resolve().parent)
+
+
+def resolve_paths(config: Config, base: Path) -> Config:
+    """Make the config's relative paths absolute against ``base``."""
+
+    def absolute(value: str | None) -> str | None:
+        if not value:
+            return value
+        candidate = Path(value).expanduser()
+        return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+
+    config.data.corpus = absolute(config.data.corpus)
+    if config.data.augmentation is not None:
+        config.data.augmentation.noise_dir = absolute(config.data.augmentation.noise_dir)
+        config.data.augmentation.rir_dir = absolute(config.data.augmentation.rir_dir)
+    for section in (config.validation, config.evaluation):
+        section.trials = absolute(section.trials)
+        section.root = absolute(section.root)
+    if config.init_from and (base / config.init_from).exists():
+        config.init_from = absolute(config.init_from)
+    return config
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the merged config (every field, defaults included) as YAML, atomically."""
+    with atomic_open(path) as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)

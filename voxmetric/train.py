@@ -1,0 +1,383 @@
+"""Training: a config in, checkpoints and logs out.
+
+``train(config, out_dir)`` trains ``config.model`` with ``config.loss`` on P x K
+chunk batches of ``config.data.corpus``. Each epoch (a fixed number of batches)
+ends with a validation EER, if validation trials are given, and an atomic
+checkpoint (``checkpoints/last.pt``; ``checkpoints/best.pt`` keeps the best
+validation EER). ``resume=True`` continues exactly where ``last.pt`` stopped:
+the batch stream is a function of (seed, rank, batch number) only, and the
+model, loss, optimiser and scheduler states are restored.
+
+Run under ``torchrun --nproc_per_node N`` it trains with DistributedDataParallel:
+each rank draws its own deterministic batches, gradients are averaged, and only
+rank 0 validates and writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import distributed
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config, save_config
+from .errors import ConfigError, TrainingError
+from .fileio import atomic_open
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    epochs_done: int
+    batches_done: int
+    best_eer: float | None
+    best_checkpoint: str | None
+    last_checkpoint: str
+    train_time_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class TrainStep(nn.Module):
+    """Network and loss as one module, so that DDP averages the gradients of both."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, waveforms: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embeddings = self.model(waveforms)
+        return self.loss(embeddings.float(), labels), embeddings
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if distributed.is_distributed() and torch.cuda.is_available():
+            return torch.device("cuda", distributed.local_rank())
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"training.device '{name}' is not a device (use auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"training.device is '{name}' but no CUDA device is available")
+    return device
+
+
+def build_corpus(config: Config):
+    from .data.readers import read_corpus
+
+    if not config.data.corpus:
+        raise ConfigError("data.corpus is required: the folder of the training corpus")
+    corpus = read_corpus(config.data.corpus, config.data.format)
+    kept = corpus.with_min_duration(config.data.min_speaker_duration_s)
+    if len(kept.speakers) < config.data.speakers_per_batch:
+        raise ConfigError(
+            f"data.speakers_per_batch is {config.data.speakers_per_batch} but only {len(kept.speakers)} "
+            f"speakers of {config.data.corpus} have at least data.min_speaker_duration_s="
+            f"{config.data.min_speaker_duration_s} s of audio"
+        )
+    return kept
+
+
+def build_dataset(config: Config, corpus, start_batch: int = 0):
+    from .data.augment import Augmentation
+    from .data.sampler import ChunkBatches
+
+    augmentation = None
+    if config.data.augmentation is not None:
+        a = config.data.augmentation
+        augmentation = Augmentation(
+            noise_dir=a.noise_dir, rir_dir=a.rir_dir, snr_db=tuple(a.snr_db),
+            noise_prob=a.noise_prob if a.noise_dir else 0.0, rir_prob=a.rir_prob if a.rir_dir else 0.0,
+        )
+    return ChunkBatches(
+        corpus,
+        speakers_per_batch=config.data.speakers_per_batch,
+        chunks_per_speaker=config.data.chunks_per_speaker,
+        chunk_duration_s=config.data.chunk_duration_s,
+        seed=config.seed,
+        augmentation=augmentation,
+        rank=distributed.rank(),
+        world_size=distributed.world_size(),
+        start_batch=start_batch,
+    )
+
+
+def build_model_and_loss(config: Config, num_speakers: int) -> tuple[nn.Module, nn.Module]:
+    from .losses import build_loss
+    from .models import build_model
+
+    model = build_model(config.model.name, **config.model.params)
+    loss = build_loss(config.loss.name, embedding_dim=model.embedding_dim, num_speakers=num_speakers,
+                      **config.loss.params)
+    if loss.requires_pairs and config.data.chunks_per_speaker < 2:
+        raise ConfigError(
+            f"loss '{config.loss.name}' learns from pairs of chunks of one speaker: "
+            f"set data.chunks_per_speaker >= 2 (it is {config.data.chunks_per_speaker})"
+        )
+    if config.init_from:
+        from .pretrained import load_network_weights
+
+        load_network_weights(model, config.init_from)
+    return model, loss
+
+
+def build_optimizer(config: Config, parameters) -> torch.optim.Optimizer:
+    o = config.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(parameters, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.name == "adam":
+        return torch.optim.Adam(parameters, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(parameters, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def lr_factor(config: Config, batch: int) -> float:
+    """Multiplier of the base learning rate after ``batch`` optimiser steps."""
+    s = config.schedule
+    if s.warmup_batches and batch < s.warmup_batches:
+        return (batch + 1) / s.warmup_batches
+    if s.name == "step":
+        return s.gamma ** (batch // s.step_batches)
+    if s.name == "cosine":
+        total = config.training.epochs * config.training.batches_per_epoch
+        progress = min(1.0, (batch - s.warmup_batches) / max(1, total - s.warmup_batches))
+        floor = s.min_lr / config.optimizer.lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM ask for a checkpoint at the end of the current batch, then exit."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        if distributed.is_main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def validate(model: nn.Module, config: Config, device: torch.device) -> float | None:
+    """EER (%) of the model on the validation trials, or None when there are none."""
+    if not config.validation.trials:
+        return None
+    from .evaluate.pipeline import evaluate_trials
+
+    result = evaluate_trials(
+        model, config.validation.trials, config.validation.root, window_s=config.validation.window_s,
+        step_s=config.validation.step_s, device=device, n_bootstrap=0, progress=False,
+    )
+    return result["eer"] * 100
+
+
+class Trainer:
+    """One training run; see :func:`train`."""
+
+    def __init__(self, config: Config, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True):
+        self.config = config
+        self.out = Path(out_dir)
+        self.progress = progress and distributed.is_main()
+        self.device = resolve_device(config.training.device)
+        self.checkpoints = self.out / "checkpoints"
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        state = self._resume_state() if resume else None
+
+        self.corpus = build_corpus(config)
+        self.speakers = self.corpus.speakers
+        model, loss = build_model_and_loss(config, len(self.speakers))
+        self.step = TrainStep(model, loss).to(self.device)
+        self.optimizer = build_optimizer(config, self.step.parameters())
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda b: lr_factor(config, b))
+        self.batches_done, self.epochs_done, self.best_eer, self.stale_epochs = 0, 0, None, 0
+        self.history: list[dict[str, Any]] = []
+        self.train_time_s = 0.0
+        if state is not None:
+            self._load_state(state)
+        self.ddp_step = distributed.wrap(self.step, self.device)
+
+    # --- state ----------------------------------------------------------------------------
+
+    def _resume_state(self) -> dict[str, Any] | None:
+        last = self.checkpoints / "last.pt"
+        if not last.exists():
+            raise ConfigError(f"--resume: no checkpoint to resume from at {last}")
+        return load_checkpoint(last)
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        if state["speakers"] != self.speakers:
+            raise ConfigError("--resume: the corpus' speakers differ from the checkpoint's")
+        self.step.model.load_state_dict(state["model"])
+        self.step.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.batches_done, self.epochs_done = state["batches_done"], state["epochs_done"]
+        self.best_eer, self.stale_epochs = state["best_eer"], state["stale_epochs"]
+        self.history, self.train_time_s = list(state["history"]), state["train_time_s"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "speakers": self.speakers,
+            "model": self.step.model.state_dict(),
+            "loss": self.step.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "batches_done": self.batches_done,
+            "epochs_done": self.epochs_done,
+            "best_eer": self.best_eer,
+            "stale_epochs": self.stale_epochs,
+            "history": self.history,
+            "train_time_s": self.train_time_s,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def _save(self, best: bool = False) -> None:
+        if not distributed.is_main():
+            return
+        state = self._state()
+        save_checkpoint(state, self.checkpoints / "last.pt")
+        if best:
+            save_checkpoint(state, self.checkpoints / "best.pt")
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if distributed.is_main():
+            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # --- loop -----------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        from .data.sampler import make_loader
+
+        if distributed.is_main():
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.out / "config.yml")
+        t = self.config.training
+        dataset = build_dataset(self.config, self.corpus, start_batch=self.batches_done)
+        loader = iter(make_loader(dataset, num_workers=self.config.data.num_workers,
+                                  pin_memory=self.device.type == "cuda"))
+        interrupted = False
+        with _StopRequest() as stop:
+            while self.epochs_done < t.epochs and not interrupted:
+                interrupted = self._epoch(loader, stop)
+                if interrupted:
+                    self._save()
+                    break
+                if self._end_epoch():
+                    break
+        best = self.checkpoints / "best.pt"
+        return TrainResult(
+            str(self.out), self.epochs_done, self.batches_done, self.best_eer,
+            str(best) if best.exists() else None, str(self.checkpoints / "last.pt"),
+            self.train_time_s, self.history, interrupted,
+        )
+
+    def _epoch(self, loader, stop: _StopRequest) -> bool:
+        """Train up to the end of the current epoch; True if a stop was requested."""
+        t = self.config.training
+        first = self.batches_done - self.epochs_done * t.batches_per_epoch
+        bar = tqdm(total=t.batches_per_epoch, initial=first, disable=not self.progress, unit="batch",
+                   desc=f"epoch {self.epochs_done + 1}/{t.epochs}", dynamic_ncols=True, leave=False)
+        self.step.train()
+        running, started = [], time.perf_counter()
+        for _ in range(first, t.batches_per_epoch):
+            waveforms, labels = next(loader)
+            loss = self._train_batch(waveforms.to(self.device, non_blocking=True),
+                                     labels.to(self.device, non_blocking=True))
+            self.batches_done += 1
+            running.append(loss)
+            elapsed = time.perf_counter() - started
+            rate = len(running) * len(labels) * distributed.world_size() / max(elapsed, 1e-9)
+            bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}", chunks_per_s=f"{rate:.0f}")
+            bar.update()
+            if self.batches_done % t.log_every_batches == 0:
+                self._log({"batch": self.batches_done, "loss": float(np.mean(running[-t.log_every_batches:])),
+                           "lr": self.scheduler.get_last_lr()[0], "chunks_per_s": rate})
+            if stop.requested:
+                bar.close()
+                self.train_time_s += time.perf_counter() - started
+                return True
+        bar.close()
+        self.train_time_s += time.perf_counter() - started
+        self._epoch_loss = float(np.mean(running)) if running else float("nan")
+        return False
+
+    def _train_batch(self, waveforms: torch.Tensor, labels: torch.Tensor) -> float:
+        use_amp = self.config.training.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss, _ = self.ddp_step(waveforms, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.training.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.step.parameters(), self.config.training.grad_clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"training loss became {value} at batch {self.batches_done + 1}: lower optimizer.lr "
+                f"or set training.grad_clip_norm"
+            )
+        return value
+
+    def _end_epoch(self) -> bool:
+        """Validate, checkpoint, log; True when early stopping says stop."""
+        self.epochs_done += 1
+        eer = validate(self.step.model, self.config, self.device) if distributed.is_main() else None
+        eer = distributed.broadcast_float(eer, self.device)
+        improved = eer is not None and (self.best_eer is None or eer < self.best_eer)
+        if improved:
+            self.best_eer, self.stale_epochs = eer, 0
+        elif eer is not None:
+            self.stale_epochs += 1
+        record = {"epoch": self.epochs_done, "batch": self.batches_done, "train_loss": self._epoch_loss,
+                  "val_eer": eer, "train_time_s": round(self.train_time_s, 2)}
+        self.history.append(record)
+        self._log(record)
+        self._save(best=improved)
+        if self.progress:
+            shown = f", validation EER {eer:.2f}%" if eer is not None else ""
+            tqdm.write(f"epoch {self.epochs_done}: loss {self._epoch_loss:.4f}{shown}")
+        patience = self.config.training.early_stop_epochs
+        return bool(patience and self.stale_epochs >= patience)
+
+
+def train(config: Config, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train the experiment described by ``config``, writing into ``out_dir``.
+
+    Writes ``config.yml`` (the merged config), ``metrics.jsonl`` (one record per
+    log step and per epoch), ``checkpoints/last.pt`` and ``checkpoints/best.pt``.
+    """
+    with distributed.session():
+        result = Trainer(config, out_dir, resume=resume, progress=progress).run()
+    if distributed.is_main():
+        with atomic_open(Path(out_dir) / "train_result.json") as f:
+            json.dump(result.__dict__, f, indent=2)
+    return result
