@@ -97,6 +97,7 @@ class TrainingConfig:
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     device: str = "auto"
     early_stop_epochs: int | None = None
+    max_time_s: float | None = None  # stop (and validate, checkpoint) once this much training time is spent
     log_every_batches: int = 10
 
 

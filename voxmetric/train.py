@@ -290,7 +290,7 @@ class Trainer:
                 if interrupted:
                     self._save()
                     break
-                if self._end_epoch():
+                if self._end_epoch() or self._out_of_time(0.0):
                     break
         best = self.checkpoints / "best.pt"
         return TrainResult(
@@ -302,7 +302,7 @@ class Trainer:
     def _epoch(self, loader, stop: _StopRequest) -> bool:
         """Train up to the end of the current epoch; True if a stop was requested."""
         t = self.config.training
-        first = self.batches_done - self.epochs_done * t.batches_per_epoch
+        first = max(0, self.batches_done - self.epochs_done * t.batches_per_epoch)
         bar = tqdm(total=t.batches_per_epoch, initial=first, disable=not self.progress, unit="batch",
                    desc=f"epoch {self.epochs_done + 1}/{t.epochs}", dynamic_ncols=True, leave=False)
         self.step.train()
@@ -320,6 +320,8 @@ class Trainer:
             if self.batches_done % t.log_every_batches == 0:
                 self._log({"batch": self.batches_done, "loss": float(np.mean(running[-t.log_every_batches:])),
                            "lr": self.scheduler.get_last_lr()[0], "chunks_per_s": rate})
+            if self._out_of_time(elapsed):
+                break
             if stop.requested:
                 bar.close()
                 self.train_time_s += time.perf_counter() - started
@@ -328,6 +330,10 @@ class Trainer:
         self.train_time_s += time.perf_counter() - started
         self._epoch_loss = float(np.mean(running)) if running else float("nan")
         return False
+
+    def _out_of_time(self, epoch_elapsed_s: float) -> bool:
+        limit = self.config.training.max_time_s
+        return limit is not None and self.train_time_s + epoch_elapsed_s >= limit
 
     def _train_batch(self, waveforms: torch.Tensor, labels: torch.Tensor) -> float:
         use_amp = self.config.training.amp and self.device.type == "cuda"

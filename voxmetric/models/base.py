@@ -1,0 +1,159 @@
+"""The interface every embedding network implements, and argument checks shared by them.
+
+A model maps 16 kHz waveforms to fixed-size embeddings in two stages, so that a
+caller sliding windows over a long file can compute the frame stage once and
+pool many windows out of it::
+
+    frames = model.frames(waveforms)        # (batch, channels, frames)
+    embeddings = model.embed_frames(frames)  # (batch, embedding_dim)
+    # same as model(waveforms)
+
+Frame ``i`` of :meth:`EmbeddingModel.frames` is computed from samples
+``[i * frame_hop_samples, i * frame_hop_samples + receptive_field_samples)``.
+That is exact only where ``frames_are_local`` is True: utterance-level
+normalisation (instance norm, mean normalisation) or global context
+(squeeze-excitation) make every frame depend a little on the whole input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import AudioError, ConfigError
+
+
+class InputTooShortError(AudioError):
+    """A waveform is shorter than the shortest input a model can embed."""
+
+
+class EmbeddingModel(nn.Module):
+    """Base class: waveforms ``(batch, samples)`` at 16 kHz -> embeddings ``(batch, embedding_dim)``.
+
+    Subclasses set the attributes below in their constructor and implement
+    :meth:`frames`, :meth:`embed_frames` and :meth:`num_frames`.
+
+    Attributes
+    ----------
+    sample_rate_hz : int
+        Sample rate the model expects (16000).
+    embedding_dim : int
+        Size of the output embedding.
+    frame_hop_samples : int
+        Distance in samples between two consecutive output frames of :meth:`frames`.
+    receptive_field_samples : int
+        Input samples that one output frame of :meth:`frames` sees.
+    min_samples : int
+        Shortest input :meth:`forward` accepts; shorter input raises
+        :class:`InputTooShortError` (no silent padding: padding would change
+        the embedding without the caller knowing).
+    frames_are_local : bool
+        True when frame ``i`` depends only on its receptive field (see module docstring).
+    """
+
+    sample_rate_hz: int = 16000
+    embedding_dim: int
+    frame_hop_samples: int
+    receptive_field_samples: int
+    min_samples: int
+    frames_are_local: bool
+
+    def frames(self, waveforms: Tensor) -> Tensor:
+        """Everything before pooling: ``(batch, samples)`` -> ``(batch, channels, frames)``."""
+        raise NotImplementedError
+
+    def embed_frames(self, frames: Tensor) -> Tensor:
+        """Pooling and segment layers: ``(batch, channels, frames)`` -> ``(batch, embedding_dim)``."""
+        raise NotImplementedError
+
+    def num_frames(self, num_samples: int) -> int:
+        """Number of frames :meth:`frames` returns for an input of ``num_samples`` samples."""
+        raise NotImplementedError
+
+    def forward(self, waveforms: Tensor) -> Tensor:
+        """Embed a batch of equal-length waveforms.
+
+        Parameters
+        ----------
+        waveforms : Tensor, (batch, samples)
+            16 kHz audio, at least ``min_samples`` long.
+
+        Returns
+        -------
+        Tensor, (batch, embedding_dim)
+        """
+        return self.embed_frames(self.frames(waveforms))
+
+    def check_waveforms(self, waveforms: Tensor) -> None:
+        """Raise if ``waveforms`` is not ``(batch, samples)`` with ``samples >= min_samples``."""
+        if waveforms.dim() != 2:
+            raise ValueError(
+                f"{type(self).__name__} expects waveforms of shape (batch, samples), "
+                f"got shape {tuple(waveforms.shape)}"
+            )
+        num_samples = waveforms.shape[1]
+        if num_samples < self.min_samples:
+            raise InputTooShortError(
+                f"{type(self).__name__} needs at least {self.min_samples} samples "
+                f"({self.min_samples / self.sample_rate_hz:.3f} s at {self.sample_rate_hz} Hz), "
+                f"got {num_samples}"
+            )
+
+
+# --- constructor argument checks -------------------------------------------------------
+# Model arguments come from YAML configs, so a wrong type (a string, a float where an
+# int belongs, a bool where a number belongs) must fail here with the field's name
+# rather than deep inside torch.
+
+
+def check_int(owner: str, name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int >= ``minimum``, else raise :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{owner}: {name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def check_odd_int(owner: str, name: str, value: Any, minimum: int = 1) -> int:
+    """Like :func:`check_int`, and odd (symmetric kernels need a centre tap)."""
+    check_int(owner, name, value, minimum)
+    if value % 2 == 0:
+        raise ConfigError(f"{owner}: {name} must be odd, got {value!r}")
+    return value
+
+
+def check_float(owner: str, name: str, value: Any, minimum: float = 0.0, strict: bool = False) -> float:
+    """Return ``float(value)`` if it is a number >= ``minimum`` (> when ``strict``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{owner}: {name} must be a number, got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        relation = ">" if strict else ">="
+        raise ConfigError(f"{owner}: {name} must be {relation} {minimum}, got {value!r}")
+    return float(value)
+
+
+def check_bool(owner: str, name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (YAML ``true``/``false``), else raise."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{owner}: {name} must be true or false, got {value!r}")
+    return value
+
+
+def check_choice(owner: str, name: str, value: Any, allowed: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``allowed``, else raise naming the allowed values."""
+    if value not in allowed:
+        raise ConfigError(f"{owner}: {name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
+
+
+def check_int_list(owner: str, name: str, value: Any, length: int, minimum: int = 1) -> tuple[int, ...]:
+    """Return ``value`` as a tuple of ``length`` ints >= ``minimum`` (YAML gives lists)."""
+    if not isinstance(value, (list, tuple)) or len(value) != length:
+        raise ConfigError(f"{owner}: {name} must be a list of {length} integers, got {value!r}")
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
+            raise ConfigError(f"{owner}: {name} must hold integers >= {minimum}, got {value!r}")
+    return tuple(value)

@@ -1,0 +1,249 @@
+"""SincNet front-end (Ravanelli & Bengio 2018), in the variant of pyannote.audio 1.x used by the seed.
+
+The first layer is a bank of band-pass filters, each learnt through two numbers
+only (its low cut-off and its bandwidth, in Hz); two ordinary convolutions follow.
+Every layer is conv -> (|x| for the first) -> max-pool -> normalisation -> leaky ReLU.
+No layer pads, so output frame ``i`` sees input samples
+``[i * frame_hop_samples, i * frame_hop_samples + receptive_field_samples)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .base import check_bool, check_float, check_int, check_int_list, check_odd_int
+
+
+def hz_to_mel(hz: Tensor) -> Tensor:
+    """HTK mel scale (O'Shaughnessy 1987): ``2595 log10(1 + f / 700)``."""
+    return 2595.0 * torch.log10(1.0 + hz / 700.0)
+
+
+def mel_to_hz(mel: Tensor) -> Tensor:
+    """Inverse of :func:`hz_to_mel`."""
+    return 700.0 * (torch.pow(10.0, mel / 2595.0) - 1.0)
+
+
+class SincConv1d(nn.Module):
+    """Learnable band-pass filter bank: ``(batch, 1, samples)`` -> ``(batch, n_filters, frames)``.
+
+    Filter ``k`` passes ``[low_k, high_k]`` with ``low_k = min_low_hz + |low_hz_[k]|`` and
+    ``high_k = min(low_k + min_band_hz + |band_hz_[k]|, Nyquist)``; the absolute values keep
+    the minima whatever sign training gives the parameters. The kernel is the difference
+    of two ideal low-pass responses, Hamming-windowed, with unit gain in the passband.
+    Filters are symmetric, so only the left half of the taps is computed and mirrored.
+    Filters are built in float32 even under autocast: sines of large arguments in
+    half precision would put the cut-offs tens of Hz off.
+
+    Parameters
+    ----------
+    n_filters : int
+        Number of band-pass filters (80).
+    kernel_samples : int
+        Odd filter length in samples (251, about 16 ms).
+    stride_samples : int
+        Hop between output frames.
+    sample_rate_hz : int
+    min_low_hz, min_band_hz : float
+        Smallest low cut-off and bandwidth (50 Hz each).
+    init_low_hz : float
+        Low edge of the mel-spaced initialisation (30 Hz).
+
+    >>> SincConv1d()(torch.randn(2, 1, 16000)).shape
+    torch.Size([2, 80, 15750])
+    """
+
+    def __init__(
+        self,
+        n_filters: int = 80,
+        kernel_samples: int = 251,
+        stride_samples: int = 1,
+        sample_rate_hz: int = 16000,
+        min_low_hz: float = 50.0,
+        min_band_hz: float = 50.0,
+        init_low_hz: float = 30.0,
+    ):
+        super().__init__()
+        owner = "SincConv1d"
+        self.n_filters = check_int(owner, "n_filters", n_filters)
+        self.kernel_samples = check_odd_int(owner, "kernel_samples", kernel_samples, minimum=3)
+        self.stride_samples = check_int(owner, "stride_samples", stride_samples)
+        self.sample_rate_hz = check_int(owner, "sample_rate_hz", sample_rate_hz)
+        self.min_low_hz = check_float(owner, "min_low_hz", min_low_hz)
+        self.min_band_hz = check_float(owner, "min_band_hz", min_band_hz)
+        nyquist_hz = sample_rate_hz / 2
+        # The top filter starts at (top edge - minima) so that once the minima are added
+        # back in forward() it ends exactly at Nyquist.
+        top_hz = nyquist_hz - (self.min_low_hz + self.min_band_hz)
+        if not 0 <= init_low_hz < top_hz:
+            raise ConfigError(
+                f"{owner}: min_low_hz + min_band_hz ({self.min_low_hz + self.min_band_hz} Hz) leaves no room "
+                f"above init_low_hz ({init_low_hz} Hz) below Nyquist ({nyquist_hz} Hz)"
+            )
+        mel = torch.linspace(
+            float(hz_to_mel(torch.tensor(float(init_low_hz)))),
+            float(hz_to_mel(torch.tensor(top_hz))),
+            n_filters + 1,
+            dtype=torch.float64,
+        )
+        edges_hz = mel_to_hz(mel)
+        self.low_hz_ = nn.Parameter(edges_hz[:-1].float().unsqueeze(1))
+        self.band_hz_ = nn.Parameter(edges_hz.diff().float().unsqueeze(1))
+
+        half = (kernel_samples - 1) // 2
+        # Left half of a symmetric Hamming window and the tap times n = -half..-1 (in samples).
+        window = torch.hamming_window(kernel_samples, periodic=False, dtype=torch.float64)
+        self.register_buffer("window_left", window[:half].float(), persistent=False)
+        self.register_buffer("n_left", torch.arange(-half, 0, dtype=torch.float32), persistent=False)
+
+    def cutoffs_hz(self) -> tuple[Tensor, Tensor]:
+        """Effective ``(low_hz, high_hz)`` of every filter, each ``(n_filters,)`` float32."""
+        low = self.min_low_hz + self.low_hz_.float().abs()
+        high = torch.clamp(
+            low + self.min_band_hz + self.band_hz_.float().abs(), self.min_low_hz, self.sample_rate_hz / 2
+        )
+        return low.squeeze(1), high.squeeze(1)
+
+    def filters(self) -> Tensor:
+        """The kernels, ``(n_filters, 1, kernel_samples)`` float32."""
+        low, high = self.cutoffs_hz()
+        low, high = low.unsqueeze(1), high.unsqueeze(1)
+        # Ideal band-pass: h[n] = (sin(2 pi f_hi n / fs) - sin(2 pi f_lo n / fs)) / (pi n),
+        # h[0] = 2 (f_hi - f_lo) / fs: unit gain between the cut-offs. Broadcast products
+        # (not matmul) so autocast leaves them in float32.
+        omega = (2.0 * math.pi / self.sample_rate_hz) * self.n_left
+        left = (torch.sin(high * omega) - torch.sin(low * omega)) / (math.pi * self.n_left)
+        left = left * self.window_left
+        centre = 2.0 * (high - low) / self.sample_rate_hz
+        return torch.cat([left, centre, left.flip(dims=[1])], dim=1).unsqueeze(1)
+
+    def forward(self, waveforms: Tensor) -> Tensor:
+        return F.conv1d(waveforms, self.filters(), stride=self.stride_samples)
+
+
+class SincNet(nn.Module):
+    """SincNet frame encoder: waveforms ``(batch, samples)`` -> frames ``(batch, conv_channels, frames)``.
+
+    Parameters
+    ----------
+    sample_rate_hz : int
+        16000.
+    sinc_filters : int
+        Band-pass filters of the first layer (80).
+    sinc_kernel_samples : int
+        Their length (251).
+    min_low_hz, min_band_hz : float
+        Smallest cut-off and bandwidth of the sinc filters (50 Hz each).
+    conv_channels : int
+        Channels of the two ordinary convolutions (60).
+    conv_kernel_size : int
+        Their kernel size in frames (5).
+    strides : list of 3 ints
+        Stride of each of the three convolutions (seed: [5, 1, 1]).
+    pool_size : int
+        Max-pooling size and stride after each convolution (3).
+    waveform_normalize : bool
+        Instance-normalise the waveform first (seed: True).
+    instance_normalize : bool
+        Instance norm (affine) after each layer (seed: True); False: batch norm.
+    leaky_relu_slope : float
+        0.2 (Ravanelli & Bengio).
+
+    With the defaults: hop 135 samples (8.4 ms), receptive field 621 samples (38.8 ms),
+    ``num_frames(48000) == 351`` for 3 s; about 42 k parameters and 72 M MACs per second.
+
+    >>> sincnet = SincNet()
+    >>> sincnet(torch.randn(2, 48000)).shape
+    torch.Size([2, 60, 351])
+    >>> sincnet.frame_hop_samples, sincnet.receptive_field_samples
+    (135, 621)
+    """
+
+    def __init__(
+        self,
+        sample_rate_hz: int = 16000,
+        sinc_filters: int = 80,
+        sinc_kernel_samples: int = 251,
+        min_low_hz: float = 50.0,
+        min_band_hz: float = 50.0,
+        conv_channels: int = 60,
+        conv_kernel_size: int = 5,
+        strides: tuple[int, int, int] = (5, 1, 1),
+        pool_size: int = 3,
+        waveform_normalize: bool = True,
+        instance_normalize: bool = True,
+        leaky_relu_slope: float = 0.2,
+    ):
+        super().__init__()
+        owner = "SincNet"
+        strides = check_int_list(owner, "strides", strides, length=3)
+        self.pool_size = check_int(owner, "pool_size", pool_size)
+        check_int(owner, "conv_channels", conv_channels)
+        check_int(owner, "conv_kernel_size", conv_kernel_size)
+        self.waveform_normalize = check_bool(owner, "waveform_normalize", waveform_normalize)
+        self.instance_normalize = check_bool(owner, "instance_normalize", instance_normalize)
+        self.leaky_relu_slope = check_float(owner, "leaky_relu_slope", leaky_relu_slope)
+        self.sample_rate_hz = sample_rate_hz
+        self.out_channels = conv_channels
+
+        self.waveform_norm = nn.InstanceNorm1d(1, affine=True) if waveform_normalize else nn.Identity()
+        sinc = SincConv1d(sinc_filters, sinc_kernel_samples, strides[0], sample_rate_hz, min_low_hz, min_band_hz)
+        self.convs = nn.ModuleList(
+            [
+                sinc,
+                nn.Conv1d(sinc_filters, conv_channels, conv_kernel_size, stride=strides[1]),
+                nn.Conv1d(conv_channels, conv_channels, conv_kernel_size, stride=strides[2]),
+            ]
+        )
+        norm = nn.InstanceNorm1d if instance_normalize else nn.BatchNorm1d
+        self.norms = nn.ModuleList(
+            [norm(sinc_filters, affine=True), norm(conv_channels, affine=True), norm(conv_channels, affine=True)]
+        )
+        # (kernel, stride) of every layer in order, pooling included: the frame arithmetic.
+        self._layers = [
+            (sinc_kernel_samples, strides[0]),
+            (pool_size, pool_size),
+            (conv_kernel_size, strides[1]),
+            (pool_size, pool_size),
+            (conv_kernel_size, strides[2]),
+            (pool_size, pool_size),
+        ]
+        self.frame_hop_samples = math.prod(stride for _, stride in self._layers)
+        receptive_field = 1
+        for kernel, stride in reversed(self._layers):
+            receptive_field = (receptive_field - 1) * stride + kernel
+        self.receptive_field_samples = receptive_field
+        # Instance norm (of waveform or layers) uses statistics of the whole input.
+        self.frames_are_local = not (waveform_normalize or instance_normalize)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Output frames for ``num_samples`` input samples (0 if shorter than the receptive field).
+
+        Every layer (convolution or pooling, no padding) maps ``n`` to
+        ``(n - kernel) // stride + 1``; with the defaults, 48000 samples (3 s)
+        -> 9550 -> 3183 -> 3179 -> 1059 -> 1055 -> 351.
+        """
+        frames = num_samples
+        for kernel, stride in self._layers:
+            if frames < kernel:
+                return 0
+            frames = (frames - kernel) // stride + 1
+        return frames
+
+    def forward(self, waveforms: Tensor) -> Tensor:
+        """``(batch, samples)`` -> ``(batch, conv_channels, num_frames(samples))``."""
+        outputs = self.waveform_norm(waveforms.unsqueeze(1))
+        for layer, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            outputs = conv(outputs)
+            if layer == 0:
+                # Band-pass outputs oscillate around zero: |x| turns them into an envelope
+                # before max-pooling (pyannote's fix, mravanelli/SincNet issue #4).
+                outputs = outputs.abs()
+            outputs = F.max_pool1d(outputs, self.pool_size)
+            outputs = F.leaky_relu(norm(outputs), self.leaky_relu_slope)
+        return outputs
