@@ -163,6 +163,29 @@ def read_utt2dur(path: str) -> dict[str, float]:
     return durations
 
 
+def read_tables(data_dir: str) -> tuple[dict[str, tuple[str, int]], dict[str, str], dict[str, float]]:
+    """Parse the tables of a Kaldi data directory and check them against each other.
+
+    Returns:
+        (:func:`read_wav_scp` table, utt2spk, utt2dur or ``{}`` without that file).
+
+    Raises:
+        CorpusError: see the parsers; also a ``segments`` file, which is not supported.
+    """
+    path = {name: os.path.join(data_dir, name) for name in ("wav.scp", "utt2spk", "spk2utt", "utt2dur", "segments")}
+    if os.path.exists(path["segments"]):
+        raise CorpusError(
+            f"{path['segments']}: segments files are not supported; "
+            f"cut the recordings into one audio file per utterance first"
+        )
+    wav_scp = read_wav_scp(path["wav.scp"])
+    utt2spk = read_utt2spk(path["utt2spk"], wav_scp)
+    if os.path.exists(path["spk2utt"]):
+        check_spk2utt(path["spk2utt"], utt2spk)
+    durations = read_utt2dur(path["utt2dur"]) if os.path.exists(path["utt2dur"]) else {}
+    return wav_scp, utt2spk, durations
+
+
 def _check_no_whitespace(value: str, what: str) -> None:
     if not value or len(value.split()) != 1 or value != value.strip():
         raise CorpusError(f"{what} '{value}' contains whitespace, which Kaldi tables cannot hold; rename it")

@@ -223,7 +223,8 @@ def scan_headers(
         else:
             misses.append((stat, key))
     report.header_reads += len(misses)
-    for ((file, size, mtime_ns), key), (header, reason) in zip(misses, _read_headers([m[0][0] for m in misses], progress)):
+    results = _read_headers([stat[0] for stat, _ in misses], progress)
+    for ((file, size, mtime_ns), key), (header, reason) in zip(misses, results):
         if header is None:
             report.bad.append((file, reason))  # not cached: a repaired file is picked up next time
             continue
@@ -310,10 +311,10 @@ def _finish(utterances: list[Utterance], root: str, report: ScanReport, strict: 
     return corpus
 
 
-def _read_tree(
-    root: str, speaker_of: Callable[[list[str]], str | None], layout: str, strict: bool, progress: bool | None
-) -> Corpus:
-    """Scan ``root``; ``speaker_of(uid parts)`` is the speaker, or None outside ``layout``."""
+def _scan_tree(
+    root: str, speaker_of: Callable[[list[str]], str | None], layout: str, progress: bool | None
+) -> tuple[list[Utterance], ScanReport]:
+    """Utterances under ``root``; ``speaker_of(uid parts)`` is the speaker, or None outside ``layout``."""
     report = ScanReport(root)
     placed: list[tuple[_FileStat, str, str]] = []
     for stat in _walk_audio(root, report):
@@ -329,11 +330,19 @@ def _read_tree(
         for stat, uid, speaker in placed
         if stat[0] in headers
     ]
-    return _finish(utterances, root, report, strict)
+    return utterances, report
+
+
+def _voxceleb_speaker(parts: list[str]) -> str | None:
+    return parts[0] if len(parts) == 3 else None
+
+
+def _folder_speaker(parts: list[str]) -> str | None:
+    return parts[0] if len(parts) >= 2 else None
 
 
 def _voxceleb_wav_root(root: str) -> str:
-    for name in ("wav", "aac"):  # VoxCeleb1 / VoxCeleb2 (the latter converted in place)
+    for name in ("wav", "aac"):  # VoxCeleb1; VoxCeleb2 after converting its .m4a in place
         if os.path.isdir(os.path.join(root, name)):
             return os.path.join(root, name)
     return root
@@ -354,10 +363,9 @@ def read_voxceleb(root: str | os.PathLike, *, strict: bool = False, progress: bo
         CorpusError: missing folder, no readable audio, or (``strict``) any file left out.
     """
     wav_root = _voxceleb_wav_root(_existing_dir(root))
-    return _read_tree(
-        wav_root, lambda parts: parts[0] if len(parts) == 3 else None,
-        "<speaker>/<video>/<utterance> VoxCeleb", strict, progress,
-    )  # fmt: skip
+    layout = "<speaker>/<video>/<utterance> VoxCeleb"
+    utterances, report = _scan_tree(wav_root, _voxceleb_speaker, layout, progress)
+    return _finish(utterances, wav_root, report, strict)
 
 
 def read_speaker_folders(root: str | os.PathLike, *, strict: bool = False, progress: bool | None = None) -> Corpus:
@@ -367,15 +375,16 @@ def read_speaker_folders(root: str | os.PathLike, *, strict: bool = False, progr
     audio directly in ``ROOT`` has no speaker and is reported, not read.
 
     Returns:
-        corpus sorted by id, ``corpus.scan_report`` a :class:`ScanReport`.
+        corpus sorted by id, ``corpus.root`` the absolute ``ROOT`` and
+        ``corpus.scan_report`` a :class:`ScanReport`.
 
     Raises:
         CorpusError: missing folder, no readable audio, or (``strict``) any file left out.
     """
-    return _read_tree(
-        _existing_dir(root), lambda parts: parts[0] if len(parts) >= 2 else None,
-        "<speaker>/.../<utterance> folder-per-speaker", strict, progress,
-    )  # fmt: skip
+    root = _existing_dir(root)
+    layout = "<speaker>/.../<utterance> folder-per-speaker"
+    utterances, report = _scan_tree(root, _folder_speaker, layout, progress)
+    return _finish(utterances, root, report, strict)
 
 
 def read_kaldi_dir(data_dir: str | os.PathLike, *, strict: bool = False, progress: bool | None = None) -> Corpus:
@@ -387,8 +396,8 @@ def read_kaldi_dir(data_dir: str | os.PathLike, *, strict: bool = False, progres
     (those files are not opened), otherwise from the audio headers.
 
     Returns:
-        corpus in ``wav.scp`` order, ids as written there,
-        ``corpus.scan_report`` a :class:`ScanReport`.
+        corpus in ``wav.scp`` order with its ids, ``corpus.root`` the absolute
+        ``data_dir`` and ``corpus.scan_report`` a :class:`ScanReport`.
 
     Raises:
         CorpusError: missing table, malformed line (with its line number),
@@ -396,32 +405,24 @@ def read_kaldi_dir(data_dir: str | os.PathLike, *, strict: bool = False, progres
             (not supported), no readable audio, or (``strict``) any file left out.
     """
     data_dir = _existing_dir(data_dir)
-    table = os.path.join
-    if os.path.exists(table(data_dir, "segments")):
-        raise CorpusError(
-            f"{table(data_dir, 'segments')}: segments files are not supported; "
-            f"cut the recordings into one audio file per utterance first"
-        )
-    wav_scp = kaldi.read_wav_scp(table(data_dir, "wav.scp"))
-    utt2spk = kaldi.read_utt2spk(table(data_dir, "utt2spk"), wav_scp)
-    if os.path.exists(table(data_dir, "spk2utt")):
-        kaldi.check_spk2utt(table(data_dir, "spk2utt"), utt2spk)
-    utt2dur = table(data_dir, "utt2dur")
-    durations = kaldi.read_utt2dur(utt2dur) if os.path.exists(utt2dur) else {}
+    wav_scp, utt2spk, durations = kaldi.read_tables(data_dir)
     paths = {uid: os.path.normpath(os.path.join(data_dir, rxfile)) for uid, (rxfile, _) in wav_scp.items()}
     report = ScanReport(data_dir)
-    unknown = sorted({paths[uid] for uid in wav_scp if uid not in durations})
-    headers = scan_headers(_stat_files(unknown, report), data_dir, report, progress)
-    utterances = []
+    unmeasured = sorted({paths[uid] for uid in wav_scp if uid not in durations})
+    headers = scan_headers(_stat_files(unmeasured, report), data_dir, report, progress)
     for uid, path in paths.items():
-        duration_s = durations[uid] if uid in durations else getattr(headers.get(path), "duration_s", None)
-        if duration_s is not None:
-            utterances.append(Utterance(uid, path, utt2spk[uid], duration_s))
+        if uid not in durations and path in headers:
+            durations[uid] = headers[path].duration_s
+    utterances = [Utterance(uid, paths[uid], utt2spk[uid], durations[uid]) for uid in wav_scp if uid in durations]
     return _finish(utterances, data_dir, report, strict)
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """``"kaldi"`` if ``path`` holds ``wav.scp``, ``"voxceleb"`` if it holds ``wav/`` (or ``aac/``), else ``"folders"``."""
+    """The layout of corpus directory ``path``.
+
+    ``"kaldi"`` if it holds ``wav.scp``, ``"voxceleb"`` if it holds ``wav/``
+    (or ``aac/``), else ``"folders"``.
+    """
     root = _existing_dir(path)
     if os.path.isfile(os.path.join(root, "wav.scp")):
         return "kaldi"
