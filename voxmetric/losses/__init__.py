@@ -1,1 +1,107 @@
-"""voxmetric.losses"""
+"""Training losses for speaker embeddings, found by name.
+
+All losses share one call shape, ``loss(embeddings (batch, D), labels (batch,)) -> ()``
+(see :mod:`voxmetric.losses.base`). Build one from a config with
+:func:`build_loss`; the names are the keys of :data:`LOSSES`:
+
+=============== ============================================ =====================
+name            loss                                         reference
+=============== ============================================ =====================
+``ce``          softmax cross-entropy (linear + bias)        --
+``center``      CE + lambda_ * centre pull                   Wen et al. 2016
+``coco``        congenerous cosine                           Liu et al. 2017
+``aam``         additive angular margin (ArcFace)            Deng et al. 2019
+``am_softmax``  additive margin softmax (CosFace)            Wang et al. 2018
+``subcenter_aam`` sub-center ArcFace                         Deng et al. 2020
+``contrastive`` contrastive over all pairs                   Hadsell et al. 2006
+``triplet``     triplet over mined triplets                  Schroff et al. 2015
+=============== ============================================ =====================
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from voxmetric.errors import ConfigError
+from voxmetric.losses.aam import AAMLoss
+from voxmetric.losses.am_softmax import AMSoftmaxLoss
+from voxmetric.losses.base import ClassificationLoss, Loss
+from voxmetric.losses.ce import SoftmaxLoss
+from voxmetric.losses.center import CenterLoss
+from voxmetric.losses.coco import CoCoLoss
+from voxmetric.losses.contrastive import ContrastiveLoss
+from voxmetric.losses.margin import MarginSoftmaxLoss
+from voxmetric.losses.mining import MINING, TripletMiner
+from voxmetric.losses.subcenter import SubCenterAAMLoss
+from voxmetric.losses.triplet import TripletLoss
+
+LOSSES: dict[str, type[Loss]] = {
+    "ce": SoftmaxLoss,
+    "center": CenterLoss,
+    "coco": CoCoLoss,
+    "aam": AAMLoss,
+    "am_softmax": AMSoftmaxLoss,
+    "subcenter_aam": SubCenterAAMLoss,
+    "contrastive": ContrastiveLoss,
+    "triplet": TripletLoss,
+}
+
+# Filled by build_loss from the arguments, never by the user's params.
+_STRUCTURAL = ("embedding_dim", "num_speakers")
+
+
+def loss_params(name: str) -> dict[str, object]:
+    """Hyper-parameters of loss ``name`` and their defaults (``embedding_dim`` etc. excluded)."""
+    cls = _lookup(name)
+    signature = inspect.signature(cls.__init__)
+    return {
+        key: p.default
+        for key, p in signature.parameters.items()
+        if key != "self" and key not in _STRUCTURAL
+    }
+
+
+def build_loss(name: str, embedding_dim: int, num_speakers: int, **params: object) -> Loss:
+    """Create loss ``name`` for ``(batch, embedding_dim)`` embeddings of ``num_speakers`` speakers.
+
+    ``params`` are the loss's own hyper-parameters (see :func:`loss_params`).
+    Pair losses do not use ``num_speakers``. Raises :class:`ConfigError` for an
+    unknown name, an unknown parameter, or a bad value.
+    """
+    cls = _lookup(name)
+    allowed = loss_params(name)
+    for key in params:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown parameter {key!r} for loss {name!r}; allowed: "
+                + (", ".join(repr(k) for k in allowed) or "none")
+            )
+    accepted = inspect.signature(cls.__init__).parameters
+    structural = {"embedding_dim": embedding_dim, "num_speakers": num_speakers}
+    return cls(**{k: v for k, v in structural.items() if k in accepted}, **params)
+
+
+def _lookup(name: str) -> type[Loss]:
+    if not isinstance(name, str) or name not in LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; allowed: {', '.join(repr(n) for n in LOSSES)}")
+    return LOSSES[name]
+
+
+__all__ = [
+    "LOSSES",
+    "MINING",
+    "AAMLoss",
+    "AMSoftmaxLoss",
+    "CenterLoss",
+    "ClassificationLoss",
+    "CoCoLoss",
+    "ContrastiveLoss",
+    "Loss",
+    "MarginSoftmaxLoss",
+    "SoftmaxLoss",
+    "SubCenterAAMLoss",
+    "TripletLoss",
+    "TripletMiner",
+    "build_loss",
+    "loss_params",
+]

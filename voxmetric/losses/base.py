@@ -20,6 +20,7 @@ Two class attributes tell the trainer how to feed a loss:
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +30,7 @@ from voxmetric.errors import ConfigError
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
     """Return ``value`` as float, or raise :class:`ConfigError` quoting it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
@@ -39,9 +40,9 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> floa
 
 def check_count(name: str, value: int) -> int:
     """Return ``value`` if it is an integer >= 1, else raise :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
