@@ -82,8 +82,9 @@ def _cmd_eval(args) -> int:
 
     metrics = evaluate_score_file(args.trials, args.scores, plot_path=args.plot, json_path=args.out,
                                   n_bootstrap=args.bootstrap, seed=args.seed)
-    low, high = metrics["eer_ci"]
-    print(f"EER {metrics['eer'] * 100:.2f}% (95% CI {low * 100:.2f}-{high * 100:.2f}), "
+    ci = metrics["eer_ci"]
+    ci_text = f" (95% CI {ci[0] * 100:.2f}-{ci[1] * 100:.2f})" if ci else ""
+    print(f"EER {metrics['eer'] * 100:.2f}%{ci_text}, "
           f"minDCF(0.01) {metrics['min_dcf'][0.01]['min_dcf']:.4f}, "
           f"minDCF(0.05) {metrics['min_dcf'][0.05]['min_dcf']:.4f}, "
           f"{metrics['n_target']} target / {metrics['n_nontarget']} non-target trials")

@@ -192,7 +192,7 @@ def validate(model: nn.Module, config: Config, device: torch.device) -> float | 
         model, config.validation.trials, config.validation.root, window_s=config.validation.window_s,
         step_s=config.validation.step_s, device=device, n_bootstrap=0, progress=False,
     )
-    return result["eer"] * 100
+    return result["cosine"]["eer"] * 100
 
 
 class Trainer:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -185,13 +185,13 @@ class EmbeddingTable:
     def __repr__(self) -> str:
         return f"EmbeddingTable({len(self)} x {self.dim}, source={self.source!r})"
 
-    def rows(self, uids: Iterable[str], where: Sequence[str] | None = None) -> np.ndarray:
+    def rows(self, uids: Iterable[str], describe: Callable[[int], str] | None = None) -> np.ndarray:
         """``(len(uids),)`` int64 rows of ``uids``.
 
         Args:
             uids: ids to look up.
-            where: optional description of each id's origin (``"trials.txt line 4"``),
-                quoted in the error for the first missing id.
+            describe: optional ``position -> origin`` (``lambda k: f"trials.txt, trial {k + 1}"``),
+                called only for the first missing id and quoted in the error.
 
         Raises:
             TrialsError: an id has no embedding; the message names it (and its origin).
@@ -201,7 +201,7 @@ class EmbeddingTable:
             return np.fromiter((self.row_of[u] for u in uids), dtype=np.int64, count=len(uids))
         except KeyError:
             position = next(k for k, u in enumerate(uids) if u not in self.row_of)
-            origin = f"{where[position]}: " if where is not None else ""
+            origin = f"{describe(position)}: " if describe is not None else ""
             raise TrialsError(
                 f"{origin}'{uids[position]}' has no embedding in {self.source} ({len(self)} ids)"
             ) from None

@@ -296,25 +296,29 @@ def evaluate_scores(
 
     Returns:
         ``{"eer", "eer_ci": [low, high] | None, "eer_threshold", "confidence",
-        "n_bootstrap", "min_dcf": {"0.01": value, ...}, "min_dcf_threshold":
-        {"0.01": threshold, ...}, "n_target", "n_nontarget"}``; rates are fractions,
-        ``min_dcf`` values normalised (see :func:`min_dcf`); keys of the per-P_target
-        dicts are ``f"{p_target:g}"``.
+        "n_bootstrap", "min_dcf": {p_target: {"min_dcf", "threshold"}}, "n_target",
+        "n_nontarget"}``. Rates are fractions, minDCF values normalised (see
+        :func:`min_dcf`); ``min_dcf`` is keyed by the float P_target (``0.01``), which
+        ``json.dump`` writes as the string ``"0.01"``.
     """
     scores, labels = _check(scores, labels)
     value, threshold = eer(scores, labels)
+    if n_bootstrap < 0:
+        raise ScoresError(f"n_bootstrap must be 0 (no interval) or more, got {n_bootstrap}")
     interval = None
     if n_bootstrap > 0:
         interval = list(eer_confidence_interval(scores, labels, n_bootstrap, confidence, seed))
-    dcfs = {f"{p:g}": min_dcf(scores, labels, p) for p in p_targets}
+    dcfs = {}
+    for p_target in p_targets:
+        cost, dcf_threshold = min_dcf(scores, labels, p_target)
+        dcfs[float(p_target)] = {"min_dcf": cost, "threshold": dcf_threshold}
     return {
         "eer": value,
         "eer_ci": interval,
         "eer_threshold": threshold,
         "confidence": confidence,
         "n_bootstrap": n_bootstrap,
-        "min_dcf": {key: cost for key, (cost, _) in dcfs.items()},
-        "min_dcf_threshold": {key: t for key, (_, t) in dcfs.items()},
+        "min_dcf": dcfs,
         "n_target": int(labels.sum()),
         "n_nontarget": int((~labels).sum()),
     }

@@ -1,0 +1,109 @@
+"""Sliding-window embedding extraction."""
+
+import numpy as np
+import pytest
+import torch
+
+from voxmetric import audio
+from voxmetric.errors import AudioError
+from voxmetric.evaluate.extract import embed_waveform, extract_embeddings, window_starts
+
+
+class WindowMean(torch.nn.Module):
+    """(batch, samples) -> (batch, 2): the mean of each window and its length."""
+
+    def forward(self, x):
+        return torch.stack([x.mean(dim=1), torch.full((x.shape[0],), float(x.shape[1]))], dim=1)
+
+
+# ---------------------------------------------------------------- window_starts
+
+
+def test_window_starts_short_signal_is_one_window():
+    assert window_starts(3, 4, 2).tolist() == [0]
+    assert window_starts(4, 4, 2).tolist() == [0]  # exactly one window
+
+
+def test_window_starts_exact_multiple():
+    # 10 samples, windows of 4 every 2: 0-3, 2-5, 4-7, 6-9 reach the end exactly
+    assert window_starts(10, 4, 2).tolist() == [0, 2, 4, 6]
+
+
+def test_window_starts_tail_window_aligned_to_end():
+    # 11 samples: 0, 2, 4, 6 stop at sample 9; one more window 7-10 covers the tail
+    assert window_starts(11, 4, 2).tolist() == [0, 2, 4, 6, 7]
+
+
+@pytest.mark.parametrize("num_samples", [48_000, 48_001, 50_000, 160_000, 160_799])
+def test_window_starts_cover_everything_with_full_windows(num_samples):
+    starts = window_starts(num_samples, 48_000, 1_600)
+    assert starts[0] == 0 and starts[-1] + 48_000 == num_samples
+    assert np.all(np.diff(starts) > 0) and np.all(np.diff(starts) <= 1_600)
+
+
+def test_window_starts_rejects_nonsense():
+    with pytest.raises(ValueError, match="step_samples"):
+        window_starts(10, 4, 0)
+
+
+# ---------------------------------------------------------------- embed_waveform
+
+
+def test_embed_waveform_averages_window_embeddings():
+    # 11 samples 0..10 at 10 Hz, 0.4 s windows (4 samples) every 0.2 s (2 samples):
+    # windows start at 0, 2, 4, 6 and 7 (tail); window mean = start + 1.5
+    # -> 1.5, 3.5, 5.5, 7.5, 8.5 -> average 26.5 / 5 = 5.3; every window is 4 samples.
+    waveform = np.arange(11, dtype=np.float32)
+    for batch_size in (1, 2, 64):
+        embedding = embed_waveform(WindowMean(), waveform, window_s=0.4, step_s=0.2,
+                                   batch_size=batch_size, sample_rate_hz=10)
+        assert embedding.dtype == np.float32 and embedding.shape == (2,)
+        assert embedding == pytest.approx([5.3, 4.0])
+
+
+def test_embed_waveform_short_file_and_whole_file():
+    waveform = np.arange(3, dtype=np.float32)  # shorter than one 4-sample window: embedded whole
+    assert embed_waveform(WindowMean(), waveform, 0.4, 0.2, sample_rate_hz=10) == pytest.approx([1.0, 3.0])
+    waveform = np.arange(11, dtype=np.float32)  # window_s None: one pass over all 11 samples
+    assert embed_waveform(WindowMean(), waveform, None, sample_rate_hz=10) == pytest.approx([5.0, 11.0])
+
+
+def test_embed_waveform_uses_eval_mode_and_restores_it():
+    class ModeSpy(torch.nn.Module):
+        def forward(self, x):
+            assert not self.training and torch.is_inference_mode_enabled()
+            return x[:, :3]
+
+    model = ModeSpy().train()
+    embed_waveform(model, np.ones(16_000 * 4, dtype=np.float32))
+    assert model.training
+
+
+def test_embed_waveform_checks_model_output():
+    class Flat(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(dim=1)
+
+    with pytest.raises(ValueError, match=r"\(batch, dim\)"):
+        embed_waveform(Flat(), np.ones(100, dtype=np.float32))
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_extract_embeddings_from_files(tmp_path, rng):
+    paths, expected = [], []
+    for k, duration_s in enumerate([1.0, 3.0, 4.25]):
+        path = str(tmp_path / f"utt{k}.wav")
+        audio.write(path, 0.1 * rng.standard_normal(int(duration_s * 16_000)))
+        paths.append(path)
+        expected.append(embed_waveform(WindowMean(), audio.read(path)))
+    ids, matrix = extract_embeddings(WindowMean(), paths, progress=False)
+    assert ids == paths
+    assert matrix.shape == (3, 2) and matrix.dtype == np.float32
+    assert np.allclose(matrix, np.stack(expected))
+    assert matrix[:, 1].tolist() == [16_000, 48_000, 48_000]  # short file whole, others 3 s windows
+    ids, _ = extract_embeddings(WindowMean(), paths[:1], ids=["first"], progress=False)
+    assert ids == ["first"]
+    with pytest.raises(AudioError, match="missing.wav"):
+        extract_embeddings(WindowMean(), [str(tmp_path / "missing.wav")], progress=False)

@@ -1,0 +1,167 @@
+"""Whole-file embeddings from any ``(batch, samples) -> (batch, dim)`` network.
+
+The seed system embeds a file by sliding a 3.0 s window every 0.1 s and averaging the
+window embeddings; a file shorter than one window is embedded whole. The window
+positions come from :func:`window_starts`, the one place that decides them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import audio
+
+DEFAULT_WINDOW_S = 3.0
+DEFAULT_STEP_S = 0.1
+
+
+def window_starts(num_samples: int, window_samples: int, step_samples: int) -> np.ndarray:
+    """First sample of every window covering a signal.
+
+    Windows start every ``step_samples`` from 0 while they fit in the signal; when the
+    last of them stops short of the end, one more window is aligned to the end of the
+    signal (starting at ``num_samples - window_samples``), so the tail is always covered
+    and every window is full length. A signal no longer than one window gets a single
+    window at 0 (the caller then embeds the whole, shorter, signal).
+
+    Args:
+        num_samples: signal length, ``>= 1``.
+        window_samples: window length, ``>= 1``.
+        step_samples: hop between window starts, ``>= 1``.
+
+    Returns:
+        ``(windows,)`` int64 ascending starts.
+    """
+    for name, value in (("num_samples", num_samples), ("window_samples", window_samples),
+                        ("step_samples", step_samples)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    last = num_samples - window_samples
+    if last <= 0:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, last + 1, step_samples, dtype=np.int64)
+    if starts[-1] != last:
+        starts = np.append(starts, np.int64(last))
+    return starts
+
+
+@contextlib.contextmanager
+def _inference(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and ``torch.inference_mode`` for the block; the previous mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _embed_batch(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """``(batch, samples)`` -> ``(batch, dim)`` float64 on the CPU, with a shape check."""
+    out = model(batch)
+    if out.ndim != 2 or out.shape[0] != batch.shape[0]:
+        raise ValueError(
+            f"model must map (batch, samples) to (batch, dim); "
+            f"got {tuple(out.shape)} for input {tuple(batch.shape)}"
+        )
+    return out.detach().to("cpu", torch.float64)
+
+
+def _to_samples(seconds: float, sample_rate_hz: int, name: str) -> int:
+    if seconds <= 0:
+        raise ValueError(f"{name} must be positive, got {seconds}")
+    return max(1, int(round(seconds * sample_rate_hz)))
+
+
+def embed_waveform(
+    model: torch.nn.Module,
+    waveform: np.ndarray,
+    window_s: float | None = DEFAULT_WINDOW_S,
+    step_s: float = DEFAULT_STEP_S,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    sample_rate_hz: int = audio.SAMPLE_RATE_HZ,
+) -> np.ndarray:
+    """Embedding of a whole waveform: the mean of its sliding-window embeddings.
+
+    Windows are placed by :func:`window_starts` (the last one aligned to the end of
+    the waveform). The window embeddings are averaged as they come out of the model
+    (not L2-normalised first), as in the seed system.
+
+    Args:
+        model: maps ``(batch, samples)`` float32 to ``(batch, dim)``; used in eval mode
+            under ``torch.inference_mode`` and moved to ``device``.
+        waveform: ``(samples,)`` float array at ``sample_rate_hz``.
+        window_s: window length in seconds; ``None`` embeds the whole waveform at once.
+        step_s: hop between windows in seconds.
+        batch_size: windows per forward pass.
+        device: where the model runs.
+        sample_rate_hz: sample rate of ``waveform``.
+
+    Returns:
+        ``(dim,)`` float32 embedding.
+    """
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim != 1 or waveform.size == 0:
+        raise ValueError(f"waveform must be a non-empty (samples,) array, got shape {waveform.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    model.to(device)
+    signal = torch.from_numpy(waveform).to(device)
+    window = None if window_s is None else _to_samples(window_s, sample_rate_hz, "window_s")
+    with _inference(model):
+        if window is None or waveform.size <= window:
+            return _embed_batch(model, signal[None])[0].numpy().astype(np.float32)
+        starts = window_starts(waveform.size, window, _to_samples(step_s, sample_rate_hz, "step_s"))
+        offsets = torch.arange(window, device=device)
+        total = None
+        for first in range(0, len(starts), batch_size):
+            batch_starts = torch.from_numpy(starts[first : first + batch_size]).to(device)
+            # (batch, window) gather: windows may overlap and the tail window is off the hop grid
+            embeddings = _embed_batch(model, signal[batch_starts[:, None] + offsets])
+            total = embeddings.sum(0) if total is None else total + embeddings.sum(0)
+    return (total / len(starts)).numpy().astype(np.float32)
+
+
+def extract_embeddings(
+    model: torch.nn.Module,
+    paths: Sequence[str],
+    ids: Sequence[str] | None = None,
+    window_s: float | None = DEFAULT_WINDOW_S,
+    step_s: float = DEFAULT_STEP_S,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[list[str], np.ndarray]:
+    """Embed every file of a list (see :func:`embed_waveform`).
+
+    Args:
+        model: maps ``(batch, samples)`` to ``(batch, dim)``.
+        paths: audio files, read with :func:`voxmetric.audio.read` (16 kHz mono).
+        ids: one id per path (the rows' names in the embeddings file); default ``paths``.
+        window_s, step_s, batch_size, device: as in :func:`embed_waveform`.
+        progress: show a progress bar.
+
+    Returns:
+        ``(ids, matrix)``: the ids and the ``(files, dim)`` float32 embeddings.
+
+    Raises:
+        AudioError: a file is missing or unreadable (the message names it).
+    """
+    paths = [str(p) for p in paths]
+    ids = list(paths) if ids is None else [str(i) for i in ids]
+    if len(ids) != len(paths):
+        raise ValueError(f"{len(ids)} ids for {len(paths)} paths; give one id per path")
+    rows = []
+    for path in tqdm(paths, desc="embedding", unit="file", disable=not progress):
+        waveform = audio.read(path)
+        rows.append(embed_waveform(model, waveform, window_s, step_s, batch_size, device))
+    if not rows:
+        return ids, np.zeros((0, 0), dtype=np.float32)
+    return ids, np.stack(rows)
