@@ -13,6 +13,14 @@ Frame ``i`` of :meth:`EmbeddingModel.frames` is computed from samples
 That is exact only where ``frames_are_local`` is True: utterance-level
 normalisation (instance norm, mean normalisation) or global context
 (squeeze-excitation) make every frame depend a little on the whole input.
+
+Export for inference: ``torch.export.export`` (tested for every model). XVector and
+ECAPA_TDNN export with a dynamic batch size and length (give an example batch of at
+least 2 and a minimum length of at least 2 frames: export specialises sizes 0 and 1);
+SincTDNN exports for one fixed length (its max-pooling makes the tracer specialise on
+the frame count), i.e. one program per sliding-window length. ``torch.jit.script`` is
+deprecated in torch 2.13 and cannot compile the float32 (autocast-disabled) feature
+block, so it is not supported.
 """
 
 from __future__ import annotations

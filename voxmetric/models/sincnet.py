@@ -155,7 +155,8 @@ class SincNet(nn.Module):
         0.2 (Ravanelli & Bengio).
 
     With the defaults: hop 135 samples (8.4 ms), receptive field 621 samples (38.8 ms),
-    ``num_frames(48000) == 351`` for 3 s; about 42 k parameters and 72 M MACs per second.
+    ``num_frames(48000) == 351`` for 3 s; 42,682 parameters and 0.096 G MACs per second of audio
+    (``benchmarks/model_cost.py``).
 
     >>> sincnet = SincNet()
     >>> sincnet(torch.randn(2, 48000)).shape
@@ -181,6 +182,8 @@ class SincNet(nn.Module):
     ):
         super().__init__()
         owner = "SincNet"
+        check_int(owner, "sinc_filters", sinc_filters)
+        check_odd_int(owner, "sinc_kernel_samples", sinc_kernel_samples, minimum=3)
         strides = check_int_list(owner, "strides", strides, length=3)
         self.pool_size = check_int(owner, "pool_size", pool_size)
         check_int(owner, "conv_channels", conv_channels)
