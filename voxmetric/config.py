@@ -41,7 +41,7 @@ class AugmentationConfig:
 class DataConfig:
     """Training corpus and P x K chunk batches (SPEC section 2)."""
 
-    corpus: str = ""
+    corpus: str | list[str] = ""  # one corpus folder, or several read and pooled
     format: str = "auto"
     chunk_duration_s: float = 3.0
     speakers_per_batch: int = 128
@@ -309,7 +309,10 @@ def resolve_paths(config: Config, base: Path) -> Config:
         candidate = Path(value).expanduser()
         return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
 
-    config.data.corpus = absolute(config.data.corpus)
+    if isinstance(config.data.corpus, list):
+        config.data.corpus = [absolute(path) for path in config.data.corpus]
+    else:
+        config.data.corpus = absolute(config.data.corpus)
     if config.data.augmentation is not None:
         config.data.augmentation.noise_dir = absolute(config.data.augmentation.noise_dir)
         config.data.augmentation.rir_dir = absolute(config.data.augmentation.rir_dir)

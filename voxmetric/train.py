@@ -77,16 +77,21 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_corpus(config: Config):
+    """The training corpus: ``data.corpus`` (one folder or several, pooled), speakers
+    with less than ``data.min_speaker_duration_s`` of audio left out."""
+    from .data.corpus import Corpus
     from .data.readers import read_corpus
 
-    if not config.data.corpus:
+    roots = config.data.corpus if isinstance(config.data.corpus, list) else [config.data.corpus]
+    if not any(roots):
         raise ConfigError("data.corpus is required: the folder of the training corpus")
-    corpus = read_corpus(config.data.corpus, config.data.format)
+    parts = [read_corpus(root, config.data.format) for root in roots]
+    corpus = parts[0] if len(parts) == 1 else Corpus([u for part in parts for u in part], root=roots[0])
     kept = corpus.with_min_duration(config.data.min_speaker_duration_s)
     if len(kept.speakers) < config.data.speakers_per_batch:
         raise ConfigError(
             f"data.speakers_per_batch is {config.data.speakers_per_batch} but only {len(kept.speakers)} "
-            f"speakers of {config.data.corpus} have at least data.min_speaker_duration_s="
+            f"speakers of {', '.join(roots)} have at least data.min_speaker_duration_s="
             f"{config.data.min_speaker_duration_s} s of audio"
         )
     return kept
