@@ -1,0 +1,154 @@
+"""Training end to end on a tiny generated corpus: train -> checkpoint -> resume -> embed -> score -> eval."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from voxmetric import audio
+from voxmetric.checkpoint import load_checkpoint, load_embedding_model
+from voxmetric.cli import main
+from voxmetric.config import load_config
+from voxmetric.errors import ConfigError
+from voxmetric.train import train
+
+TINY_MODEL = {"name": "sinctdnn", "params": {"sinc_filters": 16, "conv_channels": 16, "tdnn_channels": 32,
+                                             "tdnn_stats_channels": 64, "embedding_dim": 16}}
+
+
+def _speaker_audio(speaker: int, utterance: int, duration_s: float = 1.5) -> np.ndarray:
+    """A 'voice': harmonics of a speaker-specific F0 with a speaker-specific tilt, plus noise."""
+    rng = np.random.default_rng([speaker, utterance])
+    t = np.arange(int(duration_s * 16000)) / 16000
+    f0 = 100.0 + 45.0 * speaker + rng.uniform(-3, 3)
+    tilt = 0.5 + 0.15 * speaker
+    x = sum(tilt ** k * np.sin(2 * np.pi * f0 * (k + 1) * t + rng.uniform(0, 6)) for k in range(8))
+    x = x / np.abs(x).max() * 0.5 + rng.normal(0, 0.01, len(t))
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    """VoxCeleb layout: 4 training speakers x 3 files, 2 test speakers, a trial list."""
+    root = tmp_path_factory.mktemp("corpus")
+    for speaker in range(6):
+        for utterance in range(3):
+            audio.write(root / "wav" / f"spk{speaker}" / "v0" / f"{utterance}.wav", _speaker_audio(speaker, utterance))
+    test = [f"spk{s}/v0/{u}.wav" for s in (4, 5) for u in range(3)]
+    lines = []
+    for i, a in enumerate(test):
+        for b in test[i + 1:]:
+            lines.append(f"{int(a.split('/')[0] == b.split('/')[0])} {a} {b}")
+    (root / "trials.txt").write_text("\n".join(lines) + "\n")
+    train_root = root / "train"
+    for speaker in range(4):
+        (train_root / f"spk{speaker}").mkdir(parents=True)
+        for utterance in range(3):
+            source = root / "wav" / f"spk{speaker}" / "v0" / f"{utterance}.wav"
+            (train_root / f"spk{speaker}" / f"{utterance}.wav").symlink_to(source)
+    return root
+
+
+def _config(tmp_path, corpus, **training):
+    data = {
+        "seed": 3,
+        "data": {"corpus": str(corpus / "train"), "format": "folders", "chunk_duration_s": 0.5,
+                 "speakers_per_batch": 4, "chunks_per_speaker": 2, "min_speaker_duration_s": 1.0,
+                 "num_workers": 0},
+        "model": TINY_MODEL,
+        "loss": {"name": "aam"},
+        "optimizer": {"name": "adam", "lr": 0.005},
+        "training": {"epochs": 2, "batches_per_epoch": 3, "log_every_batches": 1, **training},
+        "validation": {"trials": str(corpus / "trials.txt"), "root": str(corpus / "wav"), "window_s": 1.0,
+                       "step_s": 0.5},
+    }
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _weights(checkpoint):
+    return load_checkpoint(checkpoint)["model"]
+
+
+def test_train_writes_the_documented_files(tmp_path, tiny_corpus):
+    config = load_config(_config(tmp_path, tiny_corpus))
+    result = train(config, tmp_path / "exp", progress=False)
+    exp = tmp_path / "exp"
+    assert (result.epochs_done, result.batches_done) == (2, 6)
+    assert load_config(exp / "config.yml") == config  # the merged config is saved with the run
+    records = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines()]
+    assert [r["batch"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    epochs = [r for r in records if "epoch" in r]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert all(0.0 <= r["val_eer"] <= 100.0 for r in epochs)
+    assert result.best_eer == min(r["val_eer"] for r in epochs)
+    state = load_checkpoint(exp / "checkpoints" / "last.pt")
+    assert state["batches_done"] == 6 and state["speakers"] == ["spk0", "spk1", "spk2", "spk3"]
+    assert (exp / "checkpoints" / "best.pt").exists()
+
+
+def test_resume_continues_exactly(tmp_path, tiny_corpus):
+    straight = train(load_config(_config(tmp_path / "a", tiny_corpus)), tmp_path / "a" / "exp", progress=False)
+    first = load_config(_config(tmp_path / "b", tiny_corpus, epochs=1))
+    train(first, tmp_path / "b" / "exp", progress=False)
+    second = load_config(_config(tmp_path / "b", tiny_corpus, epochs=2))
+    resumed = train(second, tmp_path / "b" / "exp", resume=True, progress=False)
+    assert resumed.batches_done == straight.batches_done == 6
+    a, b = _weights(straight.last_checkpoint), _weights(resumed.last_checkpoint)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path, tiny_corpus):
+    with pytest.raises(ConfigError, match="no checkpoint to resume"):
+        train(load_config(_config(tmp_path, tiny_corpus)), tmp_path / "none", resume=True, progress=False)
+
+
+def test_pair_losses_need_two_chunks_per_speaker(tmp_path, tiny_corpus):
+    config = load_config(_config(tmp_path, tiny_corpus), ["loss.name=triplet", "data.chunks_per_speaker=1"])
+    with pytest.raises(ConfigError, match="chunks_per_speaker >= 2"):
+        train(config, tmp_path / "exp", progress=False)
+
+
+def test_too_many_speakers_per_batch_is_rejected_before_work(tmp_path, tiny_corpus):
+    config = load_config(_config(tmp_path, tiny_corpus), ["data.speakers_per_batch=9"])
+    with pytest.raises(ConfigError, match="speakers_per_batch"):
+        train(config, tmp_path / "exp", progress=False)
+    assert not (tmp_path / "exp").exists()
+
+
+def test_cli_train_embed_score_eval(tmp_path, tiny_corpus, capsys):
+    config = _config(tmp_path, tiny_corpus, epochs=1)
+    exp = tmp_path / "exp"
+    assert main(["train", str(config), "--out", str(exp), "--quiet"]) == 0
+    checkpoint = exp / "checkpoints" / "last.pt"
+    files = tmp_path / "files.txt"
+    keys = sorted({k for line in (tiny_corpus / "trials.txt").read_text().splitlines() for k in line.split()[1:]})
+    files.write_text("\n".join(str(tiny_corpus / "wav" / k) for k in keys))
+    emb = tmp_path / "emb.npz"
+    assert main(["embed", str(checkpoint), "--list", str(files), "--out", str(emb), "--window", "1.0",
+                 "--step", "0.5", "--quiet"]) == 0
+    # Trial keys are relative paths; make an embeddings file keyed like the trials.
+    from voxmetric.evaluate.embeddings import load_embeddings, save_embeddings
+
+    ids, matrix = load_embeddings(emb)
+    assert matrix.shape == (len(keys), 16) and np.isfinite(matrix).all()
+    save_embeddings(tmp_path / "keyed.npz", keys, matrix)
+    scores = tmp_path / "scores.txt"
+    assert main(["score", "--trials", str(tiny_corpus / "trials.txt"), "--embeddings", str(tmp_path / "keyed.npz"),
+                 "--out", str(scores)]) == 0
+    assert len(scores.read_text().splitlines()) == 15
+    assert main(["eval", "--trials", str(tiny_corpus / "trials.txt"), "--scores", str(scores),
+                 "--bootstrap", "20"]) == 0
+    assert "EER" in capsys.readouterr().out
+
+    # The embedding model loads back without pickle and embeds deterministically.
+    model, state = load_embedding_model(checkpoint)
+    x = torch.from_numpy(_speaker_audio(0, 0)[None])
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), model(x))
+    assert state["config"]["model"]["name"] == "sinctdnn"
