@@ -145,3 +145,37 @@ def test_random_gain_db_in_range(rng):
     gains_db = 20 * np.log10(random_gain_db(x, rng, (-6.0, 6.0))[:, 0])
     assert (gains_db >= -6.0 - 1e-4).all() and (gains_db <= 6.0 + 1e-4).all()
     assert np.ptp(gains_db) > 3.0
+
+
+def test_eq_tilt_changes_timbre_not_level():
+    from voxmetric.data.augment import eq_tilt
+
+    t = np.arange(16000) / 16000
+    low = np.sin(2 * np.pi * 500 * t)
+    high = np.sin(2 * np.pi * 4000 * t)
+    x = np.stack([low + high, low + high]).astype(np.float32)
+    y = eq_tilt(x, np.array([6.0, -6.0]))
+    np.testing.assert_allclose(np.mean(y**2, axis=1), np.mean(x**2, axis=1), rtol=1e-4)
+
+    def ratio_db(row):
+        spectrum = np.abs(np.fft.rfft(row))
+        return 20 * np.log10(spectrum[4000] / spectrum[500])
+
+    # 500 Hz -> 4 kHz is 3 octaves: +-18 dB relative to the flat input.
+    assert ratio_db(y[0]) - ratio_db(x[0]) == pytest.approx(18.0, abs=0.1)
+    assert ratio_db(y[1]) - ratio_db(x[1]) == pytest.approx(-18.0, abs=0.1)
+
+
+def test_channel_effects_in_augmentation():
+    from voxmetric.data.augment import Augmentation
+
+    t = np.arange(8000) / 16000
+    x = np.tile(np.sin(2 * np.pi * 100 * t).astype(np.float32), (6, 1))
+    phone = Augmentation(band_limit_prob=1.0)(x, np.random.default_rng(0))
+    assert np.all(np.mean(phone[:, 1000:-1000] ** 2, axis=1) < 0.01 * np.mean(x**2, axis=1))  # 100 Hz removed
+    gained = Augmentation(gain_db=(-6.0, -6.0))(x, np.random.default_rng(0))
+    np.testing.assert_allclose(gained, x * 10 ** (-6 / 20), rtol=1e-5)
+    untouched = Augmentation(band_limit_prob=0.0, eq_tilt_prob=0.0)(x, np.random.default_rng(0))
+    np.testing.assert_array_equal(untouched, x)
+    with pytest.raises(ConfigError, match="eq_tilt_prob"):
+        Augmentation(eq_tilt_prob=2.0)

@@ -35,6 +35,10 @@ class AugmentationConfig:
     snr_db: list[float] = field(default_factory=lambda: [10.0, 20.0])
     noise_prob: float = 1.0
     rir_prob: float = 0.0
+    band_limit_prob: float = 0.0  # telephone band, 300-3400 Hz
+    eq_tilt_prob: float = 0.0
+    eq_tilt_db_per_octave: float = 3.0
+    gain_db: list[float] | None = None
 
 
 @dataclass
@@ -238,7 +242,7 @@ def _check_values(config: Config) -> None:
         low, high = (augmentation.snr_db + [None, None])[:2]
         if len(augmentation.snr_db) != 2 or low > high:
             raise ConfigError(f"data.augmentation.snr_db must be [low, high], got {augmentation.snr_db}")
-        for name in ("noise_prob", "rir_prob"):
+        for name in ("noise_prob", "rir_prob", "band_limit_prob", "eq_tilt_prob"):
             if not 0.0 <= getattr(augmentation, name) <= 1.0:
                 raise ConfigError(f"data.augmentation.{name} must be in [0, 1], got {getattr(augmentation, name)}")
     for section in ("validation", "evaluation"):

@@ -107,6 +107,8 @@ def build_dataset(config: Config, corpus, start_batch: int = 0):
         augmentation = Augmentation(
             noise_dir=a.noise_dir, rir_dir=a.rir_dir, snr_db=tuple(a.snr_db),
             noise_prob=a.noise_prob if a.noise_dir else 0.0, rir_prob=a.rir_prob if a.rir_dir else 0.0,
+            band_limit_prob=a.band_limit_prob, eq_tilt_prob=a.eq_tilt_prob,
+            eq_tilt_db_per_octave=a.eq_tilt_db_per_octave, gain_db=None if a.gain_db is None else tuple(a.gain_db),
         )
     return ChunkBatches(
         corpus,

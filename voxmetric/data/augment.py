@@ -143,8 +143,36 @@ def random_gain_db(
     return (waveforms * 10.0 ** (gains_db / 20.0)[:, None]).astype(waveforms.dtype, copy=False)
 
 
+def eq_tilt(
+    waveforms: np.ndarray,
+    tilt_db_per_octave: np.ndarray,
+    sample_rate_hz: int = audio.SAMPLE_RATE_HZ,
+    pivot_hz: float = 1000.0,
+) -> np.ndarray:
+    """Tilt each row's spectrum by ``tilt_db_per_octave[row]`` around ``pivot_hz``.
+
+    A microphone or room colouring: gain(f) = tilt * log2(f / pivot) dB, held
+    flat below 100 Hz, applied in one batched real FFT. Row power is restored
+    afterwards, so the tilt changes the timbre, not the level.
+
+    Args:
+        waveforms: ``(B, T)``.
+        tilt_db_per_octave: ``(B,)``.
+
+    Returns:
+        ``(B, T)`` float32.
+    """
+    x = np.asarray(waveforms, dtype=np.float64)
+    freqs_hz = np.fft.rfftfreq(x.shape[-1], 1.0 / sample_rate_hz)
+    octaves = np.log2(np.maximum(freqs_hz, 100.0) / pivot_hz)
+    gains = 10.0 ** (np.asarray(tilt_db_per_octave, dtype=np.float64)[:, None] * octaves[None, :] / 20.0)
+    tilted = np.fft.irfft(np.fft.rfft(x, axis=-1) * gains, n=x.shape[-1], axis=-1)
+    scale = np.sqrt(_power(x) / np.maximum(_power(tilted), 1e-20))
+    return (tilted * scale[:, None]).astype(np.float32)
+
+
 class Augmentation:
-    """Per-chunk additive noise and reverberation, drawn from folders of audio.
+    """Per-chunk additive noise, reverberation and channel effects.
 
     Noise (on with ``noise_dir``): every row, with probability ``noise_prob``,
     gets an excerpt from a random offset of the noise bank at an SNR drawn
@@ -160,6 +188,14 @@ class Augmentation:
     ``real_rirs_isotropic_noises`` folder can be given as they are. At most
     ``max_rir_files`` files (a fixed random subset) are loaded.
 
+    Channel (for robustness to how people really record): with probability
+    ``band_limit_prob`` a row is band-passed to the telephone band (300-3400
+    Hz); with probability ``eq_tilt_prob`` its spectrum is tilted by a slope
+    drawn uniformly in +-``eq_tilt_db_per_octave``; with ``gain_db`` every row
+    is scaled by a gain drawn uniformly in that range. Order: reverberation,
+    noise, band limit, tilt, gain (the channel acts on what the microphone
+    picked up).
+
     Files are loaded on the first call, not at construction, so the object
     pickles cheaply into DataLoader workers; every process loads the same
     files in the same order, so results do not depend on the worker count.
@@ -173,6 +209,10 @@ class Augmentation:
         sample_rate_hz: sample rate of the waveforms.
         max_noise_s: most seconds of noise held in memory.
         max_rir_files: most RIR files loaded.
+        band_limit_prob: probability of the telephone band.
+        eq_tilt_prob: probability of a spectral tilt.
+        eq_tilt_db_per_octave: largest tilt magnitude in dB per octave.
+        gain_db: ``(low, high)`` gain range in dB, or ``None`` (no gain change).
     """
 
     def __init__(
@@ -185,8 +225,20 @@ class Augmentation:
         sample_rate_hz: int = audio.SAMPLE_RATE_HZ,
         max_noise_s: float = 600.0,
         max_rir_files: int = 2000,
+        band_limit_prob: float = 0.0,
+        eq_tilt_prob: float = 0.0,
+        eq_tilt_db_per_octave: float = 3.0,
+        gain_db: tuple[float, float] | None = None,
     ):
         _check_settings(snr_db, noise_prob, rir_prob, rir_dir, max_noise_s, max_rir_files)
+        for field, value in (("band_limit_prob", band_limit_prob), ("eq_tilt_prob", eq_tilt_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{field} must be in [0, 1], got {value}")
+        if gain_db is not None and (len(gain_db) != 2 or gain_db[0] > gain_db[1]):
+            raise ConfigError(f"gain_db must be (low, high) with low <= high, got {gain_db}")
+        self.band_limit_prob, self.eq_tilt_prob = float(band_limit_prob), float(eq_tilt_prob)
+        self.eq_tilt_db_per_octave = float(eq_tilt_db_per_octave)
+        self.gain_db = None if gain_db is None else (float(gain_db[0]), float(gain_db[1]))
         self.noise_dir = None if noise_dir is None else os.fspath(noise_dir)
         self.rir_dir = None if rir_dir is None else os.fspath(rir_dir)
         for field, folder in (("noise_dir", self.noise_dir), ("rir_dir", self.rir_dir)):
@@ -228,6 +280,21 @@ class Augmentation:
             out = self._reverberate_some(out, rng)
         if self.noise_dir is not None:
             out = self._add_noise_some(out, rng)
+        return self._channel(out, rng)
+
+    def _channel(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Band limit, tilt and gain; draws are made for every row whatever the masks."""
+        if self.band_limit_prob > 0:
+            rows = rng.random(len(out)) < self.band_limit_prob
+            if rows.any():
+                out[rows] = band_limit(out[rows], sample_rate_hz=self.sample_rate_hz)
+        if self.eq_tilt_prob > 0:
+            rows = rng.random(len(out)) < self.eq_tilt_prob
+            tilts = rng.uniform(-self.eq_tilt_db_per_octave, self.eq_tilt_db_per_octave, size=len(out))
+            if rows.any():
+                out[rows] = eq_tilt(out[rows], tilts[rows], self.sample_rate_hz)
+        if self.gain_db is not None:
+            out = random_gain_db(out, rng, self.gain_db)
         return out
 
     def _reverberate_some(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
