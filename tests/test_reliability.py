@@ -1,0 +1,129 @@
+"""Surviving real life: killed runs, signals, untrusted checkpoints."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from voxmetric.checkpoint import load_checkpoint, save_checkpoint
+from voxmetric.errors import CheckpointError
+
+from .test_train import _config, tiny_corpus  # noqa: F401  (fixture)
+
+
+class _Exploit:
+    """A pickle payload that would create a file when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_malicious_pickle_is_refused_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "voxmetric-checkpoint", "model": _Exploit(marker)}, path, pickle_protocol=2)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_plain_pickle_file_is_refused(tmp_path):
+    path = tmp_path / "plain.pt"
+    path.write_bytes(pickle.dumps(_Exploit(tmp_path / "pwned2"), protocol=2))
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned2").exists()
+
+
+def test_truncated_and_foreign_checkpoints(tmp_path):
+    good = tmp_path / "good.pt"
+    save_checkpoint({"model": {"w": torch.ones(1000)}}, good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="unreadable or corrupt"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a voxmetric checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    assert load_checkpoint(good)["model"]["w"].sum() == 1000
+
+
+def _start_training(config, exp, *extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "voxmetric.cli", "train", str(config), "--out", str(exp),
+                             "--quiet", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for(path, process, timeout_s=120):
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def _reference_weights(tmp_path, corpus):
+    from voxmetric.config import load_config
+    from voxmetric.train import train
+
+    result = train(load_config(_config(tmp_path / "reference", corpus, epochs=3)), tmp_path / "reference" / "exp",
+                   progress=False)
+    return load_checkpoint(result.last_checkpoint)["model"]
+
+
+def _assert_same_weights(a, b):
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, tiny_corpus):  # noqa: F811
+    config = _config(tmp_path, tiny_corpus, epochs=3)
+    exp = tmp_path / "exp"
+    process = _start_training(config, exp)
+    _wait_for(exp / "checkpoints" / "last.pt", process)
+    process.send_signal(signal.SIGKILL)  # no chance to clean up
+    process.wait()
+    state = load_checkpoint(exp / "checkpoints" / "last.pt")  # complete, whatever the moment of the kill
+    assert state["batches_done"] >= 3
+    leftovers = [p.name for p in (exp / "checkpoints").iterdir() if p.name.startswith(".")]
+    resumed = _start_training(config, exp, "--resume")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "3 epochs, 9 batches" in out
+    _assert_same_weights(_reference_weights(tmp_path, tiny_corpus),
+                         load_checkpoint(exp / "checkpoints" / "last.pt")["model"])
+    assert len(leftovers) <= 1  # at most the temporary file the kill interrupted
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, tiny_corpus):  # noqa: F811
+    config = _config(tmp_path, tiny_corpus, epochs=3)
+    data = yaml.safe_load(config.read_text())
+    data["training"]["batches_per_epoch"] = 3
+    config.write_text(yaml.safe_dump(data))
+    exp = tmp_path / "exp"
+    process = _start_training(config, exp)
+    _wait_for(exp / "metrics.jsonl", process)  # training has started
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    if "interrupted, checkpoint saved" not in out:
+        pytest.skip("the run finished before the signal arrived")
+    resumed = _start_training(config, exp, "--resume")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    _assert_same_weights(_reference_weights(tmp_path, tiny_corpus),
+                         load_checkpoint(exp / "checkpoints" / "last.pt")["model"])
