@@ -8,6 +8,8 @@ from voxmetric.config import Config, config_from_dict, load_config, save_config
 from voxmetric.errors import ConfigError
 from voxmetric.train import lr_factor
 
+from .conftest import REPO_ROOT
+
 
 def _write(tmp_path, data, name="exp.yml"):
     path = tmp_path / name
@@ -116,3 +118,16 @@ def test_compare_budget_and_run_configs():
     assert same.loss.params == {"scale": 30.0}
     assert (same.training.epochs, same.training.batches_per_epoch) == (1, 40)
     assert base.loss.name == "aam" and base.data.chunks_per_speaker == 1  # the base is not modified
+
+
+SHIPPED_CONFIGS = sorted((REPO_ROOT / "configs").rglob("*.yml")) + [REPO_ROOT / "voxmetric" / "configs" / "demo.yml"]
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_shipped_configs_are_valid_and_build(path):
+    from voxmetric.losses import build_loss
+    from voxmetric.models import build_model
+
+    config = load_config(path)
+    model = build_model(config.model.name, **config.model.params)
+    build_loss(config.loss.name, embedding_dim=model.embedding_dim, num_speakers=8, **config.loss.params)

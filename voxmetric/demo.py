@@ -22,19 +22,19 @@ from .config import load_config
 DEMO_SPEAKERS = 48
 DEMO_UTTERANCES = 12
 MIN_BATCHES, MAX_BATCHES = 30, 600
+PROBE_BATCHES = 8
 
 
 def _probe_batches_per_s(config, probe_dir: Path) -> float:
-    """Training speed of the demo network here, measured on a few batches."""
+    """Training speed of the demo network here: the loop's own time over a few batches."""
     from .compare import run_config
     from .train import train
 
-    probe = run_config(config, "aam", budget_batches=6, budget_s=None)
-    probe.evaluation.trials = None
-    started = time.perf_counter()
-    train(probe, probe_dir, progress=False)
+    probe = run_config(config, "aam", budget_batches=PROBE_BATCHES, budget_s=None)
+    probe.validation.trials = None
+    result = train(probe, probe_dir, progress=False)
     shutil.rmtree(probe_dir, ignore_errors=True)
-    return 6 / (time.perf_counter() - started)
+    return PROBE_BATCHES / max(result.train_time_s, 1e-3)
 
 
 def run_demo(out_dir: str = "demo", budget_minutes: float = 10.0, progress: bool = True) -> int:
