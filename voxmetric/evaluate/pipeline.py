@@ -112,15 +112,28 @@ def cohort_embeddings(model: torch.nn.Module, corpus, evaluation, device, seed: 
     return means
 
 
-def embed_files(model_spec: str, paths: list[str], out: str, window_s: float | None = 3.0, step_s: float = 0.1,
-                device: str = "cpu", progress: bool = True) -> tuple[int, int]:
-    """``voxmetric embed``: embeddings of audio files, ids = the paths as given."""
-    from ..checkpoint import load_embedding_model
+MODEL_SETTING = "model"
+"""``embed_files`` window / step value meaning: the model's own extraction setting."""
 
-    model, _ = load_embedding_model(model_spec)
-    ids, matrix = extract_embeddings(model.to(device), paths, window_s=window_s, step_s=step_s, device=device,
-                                     progress=progress)
-    save_embeddings(out, ids, matrix)
+
+def embed_files(model_spec: str, paths: list[str], out: str, window_s: float | None | str = MODEL_SETTING,
+                step_s: float | str = MODEL_SETTING, device: str = "cpu", progress: bool = True) -> tuple[int, int]:
+    """``voxmetric embed``: embeddings of audio files, ids = the paths as given.
+
+    ``model_spec`` is anything :func:`voxmetric.pretrained.load_model` takes (a bundled
+    name, a weights file, a training checkpoint); the files are embedded the way that
+    model embeds them (its window, step and input level, 3.0 s / 0.1 s for checkpoints)
+    unless ``window_s`` (``None`` = whole file) or ``step_s`` are given.
+    """
+    from ..pretrained import load_model
+
+    model = load_model(model_spec, device=device)
+    if window_s != MODEL_SETTING:
+        model.set_embedding(window_s=window_s)
+    if step_s != MODEL_SETTING:
+        model.set_embedding(step_s=step_s)
+    matrix = model.embed_batch(paths, progress=progress)
+    save_embeddings(out, [str(p) for p in paths], matrix)
     return matrix.shape
 
 

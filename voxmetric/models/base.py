@@ -59,6 +59,11 @@ class EmbeddingModel(nn.Module):
         the embedding without the caller knowing).
     frames_are_local : bool
         True when frame ``i`` depends only on its receptive field (see module docstring).
+    pools_mean_std : bool
+        True when :meth:`embed_frames` is mean / standard-deviation pooling over all frames
+        followed by :meth:`embed_moments` (the x-vector family). With ``frames_are_local``
+        too, sliding windows can share one pass of :meth:`frames` over a whole file
+        (:mod:`voxmetric.evaluate.shared_frames`).
     """
 
     sample_rate_hz: int = 16000
@@ -67,6 +72,7 @@ class EmbeddingModel(nn.Module):
     receptive_field_samples: int
     min_samples: int
     frames_are_local: bool
+    pools_mean_std: bool = False
 
     def frames(self, waveforms: Tensor) -> Tensor:
         """Everything before pooling: ``(batch, samples)`` -> ``(batch, channels, frames)``."""
@@ -79,6 +85,14 @@ class EmbeddingModel(nn.Module):
     def num_frames(self, num_samples: int) -> int:
         """Number of frames :meth:`frames` returns for an input of ``num_samples`` samples."""
         raise NotImplementedError
+
+    def embed_moments(self, mean: Tensor, variance: Tensor) -> Tensor:
+        """Layers after pooling, from per-segment moments of the frames (``pools_mean_std`` models).
+
+        ``mean``, ``variance``: ``(batch, channels)`` population mean and variance over time
+        -> ``(batch, embedding_dim)``; equals :meth:`embed_frames` on frames with these moments.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not pool mean and standard deviation")
 
     def forward(self, waveforms: Tensor) -> Tensor:
         """Embed a batch of equal-length waveforms.

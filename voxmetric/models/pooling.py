@@ -68,3 +68,12 @@ class StatsPooling(nn.Module):
     def forward(self, frames: Tensor) -> Tensor:
         mean, std = mean_std(frames, None, self.variance_floor)
         return torch.cat([mean, std], dim=1)
+
+    def from_moments(self, mean: Tensor, variance: Tensor) -> Tensor:
+        """The same statistics from moments computed elsewhere, e.g. for many overlapping
+        windows at once from running sums (:mod:`voxmetric.evaluate.shared_frames`).
+
+        ``mean``, ``variance``: ``(batch, channels)`` population moments -> ``(batch, 2 * channels)``
+        float32, with the same variance floor as :meth:`forward`.
+        """
+        return torch.cat([mean.float(), variance.float().clamp(min=self.variance_floor).sqrt()], dim=1)

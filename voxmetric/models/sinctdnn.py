@@ -89,6 +89,7 @@ class SincTDNN(EmbeddingModel):
         )
         self.min_samples = self.receptive_field_samples
         self.frames_are_local = self.sincnet.frames_are_local
+        self.pools_mean_std = True
 
     def num_frames(self, num_samples: int) -> int:
         return self.tdnn.num_frames(self.sincnet.num_frames(num_samples))
@@ -101,3 +102,7 @@ class SincTDNN(EmbeddingModel):
     def embed_frames(self, frames: Tensor) -> Tensor:
         """``(batch, tdnn_stats_channels, frames)`` -> ``(batch, embedding_dim)``."""
         return self.tdnn.embed_frames(frames)
+
+    def embed_moments(self, mean: Tensor, variance: Tensor) -> Tensor:
+        """See :meth:`~voxmetric.models.tdnn.TDNN.embed_moments`."""
+        return self.tdnn.embed_moments(mean, variance)

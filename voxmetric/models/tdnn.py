@@ -92,7 +92,15 @@ class TDNN(nn.Module):
 
     def embed_frames(self, frames: Tensor) -> Tensor:
         """Stats pooling and segment layer: ``(batch, stats_channels, frames)`` -> ``(batch, embedding_dim)``."""
-        embeddings = self.embedding_norm(self.segment(self.pooling(frames)))
+        return self._embed_stats(self.pooling(frames))
+
+    def embed_moments(self, mean: Tensor, variance: Tensor) -> Tensor:
+        """Segment layer on per-segment moments of the frames: ``(batch, stats_channels)`` each
+        -> ``(batch, embedding_dim)``; equals :meth:`embed_frames` on frames with these moments."""
+        return self._embed_stats(self.pooling.from_moments(mean, variance))
+
+    def _embed_stats(self, stats: Tensor) -> Tensor:
+        embeddings = self.embedding_norm(self.segment(stats))
         if self.embedding_unit_norm:
             embeddings = F.normalize(embeddings, dim=1)
         return embeddings
@@ -160,6 +168,7 @@ class XVector(EmbeddingModel):
         self.receptive_field_samples = self.features.win_samples + (TDNN.context_frames - 1) * self.frame_hop_samples
         self.min_samples = self.receptive_field_samples
         self.frames_are_local = not cmn
+        self.pools_mean_std = True
 
     def num_frames(self, num_samples: int) -> int:
         return self.tdnn.num_frames(self.features.num_frames(num_samples))
@@ -172,3 +181,7 @@ class XVector(EmbeddingModel):
     def embed_frames(self, frames: Tensor) -> Tensor:
         """``(batch, stats_channels, frames)`` -> ``(batch, embedding_dim)``."""
         return self.tdnn.embed_frames(frames)
+
+    def embed_moments(self, mean: Tensor, variance: Tensor) -> Tensor:
+        """See :meth:`TDNN.embed_moments`."""
+        return self.tdnn.embed_moments(mean, variance)
