@@ -50,7 +50,11 @@ def _cmd_embed(args) -> int:
         paths += _read_list(args.list)
     if not paths:
         raise VoxmetricError("embed: give audio files or --list FILE")
-    count, dim = embed_files(args.model, paths, args.out, window_s=_window(args.window), step_s=args.step,
+    from .evaluate.pipeline import MODEL_SETTING
+
+    window_s = MODEL_SETTING if args.window is None else _window(args.window)
+    step_s = MODEL_SETTING if args.step is None else args.step
+    count, dim = embed_files(args.model, paths, args.out, window_s=window_s, step_s=step_s,
                              device=args.device, progress=not args.quiet)
     print(f"wrote {count} embeddings of dimension {dim} to {args.out}")
     return 0
@@ -66,6 +70,34 @@ def _read_list(path: str) -> list[str]:
             return [line.strip() for line in f if line.strip() and not line.startswith("#")]
     except OSError as error:
         raise VoxmetricError(f"{path}: cannot read file list ({error.strerror})") from None
+
+
+def _cmd_verify(args) -> int:
+    from .pretrained import load_model
+
+    result = load_model(args.model, device=args.device).verify(args.audio_a, args.audio_b)
+    if args.json:
+        print(json.dumps({"enrol": args.audio_a, "test": args.audio_b, "model": args.model, **result.to_dict()}))
+        return 0
+    llr = "n/a (uncalibrated)" if result.llr is None else f"{result.llr:+.3f}"
+    decision = "same speaker" if result.accepted else "different speakers"
+    print(f"score {result.score:.4f}  LLR {llr}  threshold {result.threshold:.4f}  decision: {decision}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .export import export_network
+
+    report = export_network(args.model, args.format, args.out)
+    if report["verified"]:
+        worst = max(report["max_abs_diff"].values())
+        lengths = ", ".join(str(length) for length in report["max_abs_diff"])
+        check = f"matches PyTorch (max abs difference {worst:.2g} at {lengths} samples)"
+    else:
+        check = "not verified (install onnxruntime to check it against PyTorch)"
+    print(f"wrote {args.out} ({args.format}, {report['exporter']}; input (batch, samples) at 16 kHz, "
+          f"any length; output (batch, embedding_dim)): {check}")
+    return 0
 
 
 def _cmd_score(args) -> int:
@@ -112,6 +144,9 @@ def _cmd_demo(args) -> int:
     return run_demo(args.out, budget_minutes=args.minutes, progress=not args.quiet)
 
 
+_MODEL_HELP = "bundled model name (sinctdnn-aam, ecapa-aam), exported .safetensors file or training checkpoint"
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -150,15 +185,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="extract embeddings of audio files",
                        description="Embed audio files with a trained model (sliding windows averaged).")
-    p.add_argument("model", metavar="MODEL", help="checkpoint path")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("audio", nargs="*", metavar="AUDIO")
     p.add_argument("--list", metavar="FILE", help="file with one audio path per line")
     p.add_argument("--out", required=True, metavar="EMB_FILE", help="output .npz or .safetensors")
-    p.add_argument("--window", type=float, default=3.0, metavar="S", help="window in seconds; 0 = whole file")
-    p.add_argument("--step", type=float, default=0.1, metavar="S", help="window step in seconds (default 0.1)")
+    p.add_argument("--window", type=float, metavar="S",
+                   help="window in seconds; 0 = whole file (default: the model's, 3.0 for checkpoints)")
+    p.add_argument("--step", type=float, metavar="S",
+                   help="window step in seconds (default: the model's, 0.1 for checkpoints)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     _add_common(p)
     p.set_defaults(func=_cmd_embed)
+
+    p = sub.add_parser("verify", help="same speaker? score, calibrated LLR and decision for two recordings",
+                       description="Compare two recordings with a model: cosine score, calibrated log-likelihood "
+                                   "ratio and the decision at the model's threshold. Exit status 0 whatever "
+                                   "the decision.")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("audio_a", metavar="A.wav")
+    p.add_argument("audio_b", metavar="B.wav")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("export", help="export a model's network to ONNX or TorchScript",
+                       description="Export the inference network (batch, samples) -> (batch, embedding_dim), "
+                                   "variable length, checked against PyTorch after writing. Windows, level "
+                                   "normalisation and calibration are not included.")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="output format")
+    p.add_argument("out", metavar="OUT", help="file to write (.onnx, .pt)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("score", help="score a trial list from embeddings (cosine, adaptive s-norm)")
     p.add_argument("--trials", required=True, metavar="TRIALS")

@@ -1,0 +1,99 @@
+"""Export: TorchScript and ONNX networks match PyTorch at any length; the command; errors."""
+
+import warnings
+
+import pytest
+import torch
+
+from voxmetric.cli import main
+from voxmetric.errors import CheckpointError
+from voxmetric.export import FORMATS, TOLERANCE, ExportError, export_network, export_pretrained
+from voxmetric.pretrained import load_model
+
+from .test_pretrained import make_checkpoint, make_weights
+
+TINY_ECAPA = {"name": "ecapa", "params": {"channels": 32, "embedding_dim": 16}}
+LENGTHS = [12_345, 27_000, 65_432]  # samples: none a multiple of a frame hop
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    return {"sinctdnn": make_weights(folder), "ecapa": make_weights(folder, name="ecapa", model=TINY_ECAPA)}
+
+
+def _runner(format, path):
+    if format == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript
+            program = torch.jit.load(str(path))
+        return lambda batch: program(batch).detach()
+    onnxruntime = pytest.importorskip("onnxruntime")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda batch: torch.from_numpy(session.run(None, {"waveforms": batch.numpy()})[0])
+
+
+@pytest.mark.parametrize("format", FORMATS)
+@pytest.mark.parametrize("model", ["sinctdnn", "ecapa"])
+def test_exported_network_matches_pytorch_at_several_lengths(weights, tmp_path, format, model):
+    if format == "onnx":
+        pytest.importorskip("onnxruntime")
+        if model == "ecapa":
+            pytest.importorskip("onnxscript", reason="ECAPA's ONNX export needs the torch.export-based exporter")
+    out = tmp_path / f"net.{format}"
+    report = export_network(weights[model], format, out)
+    assert report["verified"] and max(report["max_abs_diff"].values()) <= TOLERANCE
+    network = load_model(weights[model]).network
+    run = _runner(format, out)
+    generator = torch.Generator().manual_seed(5)
+    for batch_size, length in zip([1, 3, 2], LENGTHS):
+        batch = 0.1 * torch.randn(batch_size, length, generator=generator)
+        with torch.inference_mode():
+            expected = network(batch)
+        torch.testing.assert_close(run(batch), expected, rtol=0, atol=TOLERANCE)
+
+
+def test_export_from_a_training_checkpoint(tmp_path):
+    report = export_network(make_checkpoint(tmp_path / "c.pt"), "torchscript", tmp_path / "net.pt")
+    assert report["exporter"] == "torch.jit.trace" and (tmp_path / "net.pt").exists()
+
+
+def test_unsupported_format_lists_the_formats(weights, tmp_path):
+    with pytest.raises(ExportError, match="unknown export format 'tflite'; allowed: onnx, torchscript"):
+        export_network(weights["sinctdnn"], "tflite", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_export(weights, tmp_path, capsys):
+    out = tmp_path / "net.pt"
+    assert main(["export", str(weights["sinctdnn"]), "--format", "torchscript", str(out)]) == 0
+    assert "matches PyTorch" in capsys.readouterr().out and out.exists()
+    with pytest.raises(SystemExit) as caught:
+        main(["export", str(weights["sinctdnn"]), "--format", "tflite", str(out)])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'tflite'" in err and "onnx" in err and "torchscript" in err
+    assert main(["export", "no-such-model", "--format", "onnx", str(tmp_path / "y.onnx")]) == 1
+    assert "voxmetric: error: 'no-such-model' is neither a bundled model" in capsys.readouterr().err
+
+
+def test_export_pretrained_checks_its_inputs(tmp_path):
+    checkpoint = make_checkpoint(tmp_path / "c.pt")
+    common = {"calibration": None, "threshold": None, "embedding_settings": {}, "description": "x"}
+    with pytest.raises(ValueError, match="end in .safetensors"):
+        export_pretrained(checkpoint, tmp_path / "w.bin", **common)
+    with pytest.raises(ValueError, match="rms_dbfs must be a negative number"):
+        export_pretrained(checkpoint, tmp_path / "w.safetensors", **{**common, "embedding_settings": {"rms_dbfs": 3}})
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        export_pretrained(tmp_path / "missing.pt", tmp_path / "w.safetensors", **common)
+    report = export_pretrained(checkpoint, tmp_path / "w32.safetensors", dtype="float32", **common)
+    assert report["min_cosine_vs_float32"] == pytest.approx(1.0, abs=1e-6)
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+@pytest.mark.parametrize("command", ["verify", "export"])
+def test_new_commands_have_help(command, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main([command, "--help"])
+    assert caught.value.code == 0
+    assert "usage: voxmetric " + command in capsys.readouterr().out

@@ -1,0 +1,110 @@
+"""Speaker database: round trip, averaging in the normalised space, model identity, identify."""
+
+import os
+
+import numpy as np
+import pytest
+
+from voxmetric.speakerdb import ModelMismatchError, SpeakerDB, SpeakerDBError, UnknownSpeakerError
+
+MODEL = "ecapa-small:sha256:0123abcd"
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "speakers.db"
+
+
+def test_round_trip_in_a_single_file(path):
+    with SpeakerDB.open(path, MODEL) as db:
+        stored = db.enroll("alice", [[3.0, 4.0, 0.0]], ["a1.wav"])
+        assert os.listdir(path.parent) == ["speakers.db"]  # no journal left between writes
+    with SpeakerDB.open(path, MODEL, create=False) as db:
+        alice = db.get("alice")
+    assert os.listdir(path.parent) == ["speakers.db"]
+    np.testing.assert_allclose(alice.embedding, [0.6, 0.8, 0.0], atol=1e-7)
+    np.testing.assert_array_equal(alice.embedding, stored.embedding)
+    assert (alice.name, alice.count, alice.sources, alice.created) == ("alice", 1, ["a1.wav"], stored.created)
+    assert alice.embedding.dtype == np.float32 and alice.created <= alice.updated
+
+
+def test_average_of_normalised_embeddings_by_hand(path):
+    with SpeakerDB.open(path, MODEL) as db:
+        # Normalised: (0.6, 0.8, 0) and (0, 0, 1); mean (0.3, 0.4, 0.5), norm sqrt(0.5).
+        first = db.enroll("alice", [[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]], ["a1.wav", "a2.wav"])
+        np.testing.assert_allclose(first.embedding, np.array([0.3, 0.4, 0.5]) / np.sqrt(0.5), atol=1e-6)
+        # Adding (0, 5, 0) -> (0, 1, 0): mean of three (0.2, 0.6, 1/3), re-normalised.
+        second = db.enroll("alice", [[0.0, 5.0, 0.0]], ["a3.wav"])
+        mean = np.array([0.2, 0.6, 1 / 3])
+        np.testing.assert_allclose(second.embedding, mean / np.linalg.norm(mean), atol=1e-6)
+        assert second.count == 3 and second.sources == ["a1.wav", "a2.wav", "a3.wav"]
+        assert second.created == first.created
+        replaced = db.enroll("alice", [[0.0, 0.0, -1.0]], ["new.wav"], replace=True)
+        np.testing.assert_allclose(replaced.embedding, [0, 0, -1], atol=1e-7)
+        assert replaced.count == 1 and replaced.sources == ["new.wav"]
+
+
+def test_refuses_another_models_database(path):
+    with SpeakerDB.open(path, MODEL) as db:
+        db.enroll("alice", [[1.0, 0.0]], ["a.wav"])
+    with pytest.raises(ModelMismatchError, match="ecapa-small.*not 'tdnn"):
+        SpeakerDB.open(path, "tdnn:sha256:ffff")
+    with SpeakerDB.open(path, MODEL) as db:  # unchanged by the refused open
+        assert db.names() == ["alice"]
+
+
+def test_remove_list_and_unknown_names(path):
+    with SpeakerDB.open(path, MODEL) as db:
+        for name in ("carol", "alice", "bob"):
+            db.enroll(name, [[1.0, 0.0]], [f"{name}.wav"])
+        assert db.names() == ["alice", "bob", "carol"] and len(db) == 3 and "bob" in db
+        db.remove("bob")
+        assert db.names() == ["alice", "carol"]
+        for call in (lambda: db.get("bob"), lambda: db.remove("bob"), lambda: db.verify("bob", [1.0, 0.0])):
+            with pytest.raises(UnknownSpeakerError, match="'bob'.*enrolled: alice, carol"):
+                call()
+
+
+def test_identify_and_verify_pick_the_right_speaker(path, rng):
+    centres = rng.normal(size=(5, 32))
+    names = [f"speaker{i}" for i in range(5)]
+    with SpeakerDB.open(path, MODEL) as db:
+        with pytest.raises(SpeakerDBError, match="no speakers enrolled"):
+            db.identify(centres[0])
+        for name, centre in zip(names, centres):
+            recordings = centre + 0.3 * rng.normal(size=(3, 32))
+            db.enroll(name, recordings, [f"{name}-{j}.wav" for j in range(3)])
+        for name, centre in zip(names, centres):
+            probe = centre + 0.3 * rng.normal(size=32)
+            ranked = db.identify(probe, top=3)
+            assert len(ranked) == 3 and ranked[0][0] == name
+            assert [score for _, score in ranked] == sorted((score for _, score in ranked), reverse=True)
+            assert db.verify(name, probe) == pytest.approx(ranked[0][1])
+        assert len(db.identify(centres[0], top=10)) == 5
+
+
+def test_bad_inputs_are_clear_errors(path, tmp_path):
+    with SpeakerDB.open(path, MODEL) as db:
+        db.enroll("alice", [[1.0, 0.0, 0.0]], ["a.wav"])
+        with pytest.raises(SpeakerDBError, match="dimension 2.*3-dimensional"):
+            db.enroll("bob", [[1.0, 0.0]], ["b.wav"])
+        with pytest.raises(SpeakerDBError, match="dimension 4"):
+            db.identify([1.0, 0.0, 0.0, 0.0])
+        with pytest.raises(SpeakerDBError, match="2 embeddings but 1 source"):
+            db.enroll("bob", [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], ["b.wav"])
+        with pytest.raises(SpeakerDBError, match="finite and non-zero"):
+            db.enroll("bob", [[0.0, 0.0, 0.0]], ["b.wav"])
+        assert db.names() == ["alice"]  # failed enrolments changed nothing
+    with pytest.raises(SpeakerDBError, match="no such speaker database"):
+        SpeakerDB.open(tmp_path / "missing.db", MODEL, create=False)
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("hello, this is not SQLite\n" * 100)
+    with pytest.raises(SpeakerDBError, match="notes.txt: not a voxmetric speaker database"):
+        SpeakerDB.open(not_a_db, MODEL)
+
+
+def test_a_second_handle_sees_committed_changes(path):
+    with SpeakerDB.open(path, MODEL) as writer, SpeakerDB.open(path, MODEL) as reader:
+        writer.enroll("alice", [[1.0, 0.0]], ["a.wav"])
+        assert reader.names() == ["alice"]
+        assert reader.identify([0.9, 0.1], top=1)[0][0] == "alice"

@@ -1,0 +1,363 @@
+"""Speaker database for enrolment, identification and verification against enrolled voices.
+
+Storage: one SQLite file (Python's built-in :mod:`sqlite3`), chosen over
+safetensors + a JSON index because
+
+* every change is one transaction: a crash or a full disk mid-``enroll`` leaves the
+  previous state, never a half-written file, without our own rename dance;
+* it is one file at rest: the default rollback journal (``journal_mode=DELETE``, not
+  WAL) exists only while a write is in progress, so the database can be copied or
+  mailed like any other file;
+* concurrent readers are safe while a writer works (SQLite's file locks), and two
+  writers queue (``timeout``) instead of one silently overwriting the other's changes,
+  which a rewrite-the-whole-file format cannot offer;
+* adding a recording touches one row, not the whole file; no dependency beyond the
+  standard library.
+
+Schema (``SCHEMA_VERSION`` 1)::
+
+    meta(key PRIMARY KEY, value)     -- schema_version, model_id, embedding_dim
+    speakers(name PRIMARY KEY, embedding BLOB, count, created, updated)
+    recordings(speaker -> speakers.name, source, embedding BLOB, added)
+
+Embeddings are stored as little-endian float32 bytes. Each recording's embedding is
+L2-normalised when enrolled; a speaker's embedding is the mean of its recordings'
+normalised embeddings, normalised again (averaging in the normalised space, so a loud
+or long recording with a larger raw norm does not dominate). Keeping the recordings
+makes adding more recordings later exact. Scores are cosine similarities, as in
+``verify`` and the evaluation recipe.
+
+The database records the identity of the model that made its embeddings (``model_id``,
+e.g. the model name plus the SHA-256 of its weights) and refuses to open under another
+one: embeddings of different models live in unrelated spaces and their cosine is
+meaningless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from .errors import VoxmetricError
+
+SCHEMA_VERSION = 1
+_APPLICATION = "voxmetric-speakerdb"
+
+
+class SpeakerDBError(VoxmetricError):
+    """A speaker database is missing, not a voxmetric database, or used inconsistently."""
+
+
+class ModelMismatchError(SpeakerDBError):
+    """The database holds embeddings of another model."""
+
+
+class UnknownSpeakerError(SpeakerDBError):
+    """No speaker of that name is enrolled."""
+
+
+@dataclass(frozen=True, eq=False)  # eq would compare arrays ambiguously
+class Speaker:
+    """An enrolled speaker.
+
+    Attributes:
+        embedding: ``(dim,)`` float32, unit norm: the normalised mean of the recordings'
+            normalised embeddings.
+        count: number of enrolled recordings.
+        created / updated: ISO 8601 UTC timestamps.
+        sources: the recordings' source names (file names), in enrolment order.
+    """
+
+    name: str
+    embedding: np.ndarray
+    count: int
+    created: str
+    updated: str
+    sources: list[str]
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS speakers (
+    name TEXT PRIMARY KEY, embedding BLOB NOT NULL, count INTEGER NOT NULL,
+    created TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS recordings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    speaker TEXT NOT NULL REFERENCES speakers(name) ON DELETE CASCADE,
+    source TEXT NOT NULL, embedding BLOB NOT NULL, added TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS recordings_speaker ON recordings(speaker);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _from_blob(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def _normalise_rows(embeddings: np.ndarray, what: str) -> np.ndarray:
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    if not np.isfinite(embeddings).all() or (norms == 0).any():
+        raise SpeakerDBError(f"{what}: embeddings must be finite and non-zero")
+    return embeddings / norms
+
+
+class SpeakerDB:
+    """A speaker database file; open it with :meth:`open` (a context manager)."""
+
+    def __init__(self, connection: sqlite3.Connection, path: str, model_id: str, embedding_dim: int | None):
+        self._connection = connection
+        self.path = path
+        self.model_id = model_id
+        self.embedding_dim = embedding_dim
+
+    # --- opening ------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, model_id: str, create: bool = True, timeout_s: float = 30.0) -> "SpeakerDB":
+        """Open (or create) the database at ``path`` for the model ``model_id``.
+
+        Args:
+            path: the database file.
+            model_id: identity of the model whose embeddings go in (name + weights
+                fingerprint); must equal the one the database was created with.
+            create: create the file when missing; ``False`` makes a missing file an error.
+            timeout_s: how long a writer waits for another writer's lock.
+
+        Raises:
+            SpeakerDBError: missing file (``create=False``), not a voxmetric speaker
+                database, or a newer schema.
+            ModelMismatchError: the database was made with another model.
+        """
+        path = os.fspath(path)
+        if not isinstance(model_id, str) or not model_id.strip():
+            raise SpeakerDBError(f"{path}: model_id must be a non-empty string, got {model_id!r}")
+        exists = os.path.exists(path)
+        # A 0-byte file (e.g. made by `touch`) is an empty SQLite database: initialise it.
+        has_content = exists and not os.path.isdir(path) and os.path.getsize(path) > 0
+        if not exists and not create:
+            raise SpeakerDBError(f"{path}: no such speaker database (enrol a speaker first to create it)")
+        if exists and os.path.isdir(path):
+            raise SpeakerDBError(f"{path}: is a directory, not a speaker database")
+        if not exists:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        connection = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+        try:
+            meta = cls._initialise(connection, path, model_id, has_content)
+        except BaseException:
+            connection.close()
+            raise
+        if meta.get("model_id") != model_id:
+            connection.close()
+            raise ModelMismatchError(
+                f"{path}: holds embeddings of model {meta.get('model_id')!r}, not {model_id!r}; embeddings of "
+                f"different models cannot be compared (use another database file, or re-enrol everyone with this model)")
+        dim = meta.get("embedding_dim")
+        return cls(connection, path, model_id, int(dim) if dim else None)
+
+    @staticmethod
+    def _initialise(connection: sqlite3.Connection, path: str, model_id: str, existed: bool) -> dict[str, str]:
+        try:
+            connection.execute("PRAGMA foreign_keys = ON")
+            if existed:  # read only: opening must not take the write lock
+                tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if "meta" not in tables:
+                    raise SpeakerDBError(f"{path}: not a voxmetric speaker database (no 'meta' table)")
+            else:  # two processes creating at once: the second finds the first's tables and model_id
+                with _transaction(connection, immediate=True):
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        connection.execute(statement)
+                    for key, value in (("application", _APPLICATION), ("schema_version", str(SCHEMA_VERSION)),
+                                       ("model_id", model_id)):
+                        connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            meta = dict(connection.execute("SELECT key, value FROM meta"))
+        except sqlite3.DatabaseError as error:
+            raise SpeakerDBError(f"{path}: not a voxmetric speaker database ({error})") from None
+        if meta.get("application") != _APPLICATION:
+            raise SpeakerDBError(f"{path}: not a voxmetric speaker database")
+        if int(meta["schema_version"]) > SCHEMA_VERSION:
+            raise SpeakerDBError(f"{path}: written by a newer voxmetric (schema {meta['schema_version']}, this one "
+                                 f"reads {SCHEMA_VERSION}); upgrade voxmetric")
+        return meta
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> "SpeakerDB":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- writing ------------------------------------------------------------------
+
+    def enroll(self, name: str, embeddings, sources: list[str], replace: bool = False) -> Speaker:
+        """Enrol recordings of a speaker (one transaction).
+
+        Args:
+            name: the speaker's name.
+            embeddings: ``(recordings, dim)`` embeddings (one per recording; ``(dim,)`` for one).
+            sources: ``recordings`` source names (file names), stored for reference.
+            replace: drop the speaker's earlier recordings first; otherwise an existing
+                speaker's average also covers the new recordings.
+
+        Returns:
+            The speaker as stored.
+        """
+        name = self._check_name(name)
+        embeddings = np.asarray(embeddings, dtype=np.float64)
+        if embeddings.ndim == 1:
+            embeddings = embeddings[None, :]
+        if embeddings.ndim != 2 or embeddings.shape[0] == 0:
+            raise SpeakerDBError(f"{self.path}: enrolling {name!r} needs (recordings, dim) embeddings, "
+                                 f"got shape {embeddings.shape}")
+        sources = [os.fspath(source) for source in sources]
+        if len(sources) != embeddings.shape[0]:
+            raise SpeakerDBError(f"{self.path}: enrolling {name!r}: {embeddings.shape[0]} embeddings but "
+                                 f"{len(sources)} source names")
+        normalised = _normalise_rows(embeddings, f"{self.path}: enrolling {name!r}")
+        now = _now()
+        with _transaction(self._connection, immediate=True):
+            self._check_dim(embeddings.shape[1], f"enrolling {name!r}", store=True)
+            row = self._connection.execute("SELECT created FROM speakers WHERE name = ?", (name,)).fetchone()
+            if row is not None and replace:
+                self._connection.execute("DELETE FROM recordings WHERE speaker = ?", (name,))
+            created = now if row is None or replace else row[0]
+            # The speaker row first: recordings reference it.
+            self._connection.execute(
+                "INSERT INTO speakers (name, embedding, count, created, updated) VALUES (?, ?, 0, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET created = excluded.created, updated = excluded.updated",
+                (name, _to_blob(normalised[0]), created, now))
+            self._connection.executemany(
+                "INSERT INTO recordings (speaker, source, embedding, added) VALUES (?, ?, ?, ?)",
+                [(name, source, _to_blob(vector), now) for source, vector in zip(sources, normalised)])
+            stored = np.stack([_from_blob(blob) for (blob,) in self._connection.execute(
+                "SELECT embedding FROM recordings WHERE speaker = ? ORDER BY id", (name,))]).astype(np.float64)
+            mean = stored.mean(axis=0)
+            self._connection.execute("UPDATE speakers SET embedding = ?, count = ? WHERE name = ?",
+                                     (_to_blob(mean / np.linalg.norm(mean)), len(stored), name))
+        return self.get(name)
+
+    def remove(self, name: str) -> None:
+        """Remove a speaker and its recordings.
+
+        Raises:
+            UnknownSpeakerError: no such speaker.
+        """
+        with _transaction(self._connection, immediate=True):
+            if self._connection.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount == 0:
+                raise self._unknown(name)
+            self._connection.execute("DELETE FROM recordings WHERE speaker = ?", (name,))
+
+    # --- reading ------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Enrolled speaker names, sorted."""
+        return [row[0] for row in self._connection.execute("SELECT name FROM speakers ORDER BY name")]
+
+    def __len__(self) -> int:
+        return self._connection.execute("SELECT COUNT(*) FROM speakers").fetchone()[0]
+
+    def __contains__(self, name: str) -> bool:
+        return self._connection.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone() is not None
+
+    def get(self, name: str) -> Speaker:
+        """The stored speaker ``name``.
+
+        Raises:
+            UnknownSpeakerError: no such speaker.
+        """
+        with _transaction(self._connection):
+            row = self._connection.execute(
+                "SELECT embedding, count, created, updated FROM speakers WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise self._unknown(name)
+            sources = [source for (source,) in self._connection.execute(
+                "SELECT source FROM recordings WHERE speaker = ? ORDER BY id", (name,))]
+        return Speaker(name, _from_blob(row[0]), int(row[1]), row[2], row[3], sources)
+
+    def verify(self, name: str, embedding) -> float:
+        """Cosine similarity between ``embedding`` ``(dim,)`` and the enrolled speaker ``name``."""
+        probe = self._check_probe(embedding)
+        return float(self.get(name).embedding.astype(np.float64) @ probe)
+
+    def identify(self, embedding, top: int = 3) -> list[tuple[str, float]]:
+        """The ``top`` enrolled speakers closest to ``embedding`` ``(dim,)``.
+
+        Returns:
+            ``[(name, cosine score), ...]``, best first (fewer when fewer are enrolled).
+
+        Raises:
+            SpeakerDBError: the database is empty, ``top < 1``, or the dimension differs.
+        """
+        if top < 1:
+            raise SpeakerDBError(f"top must be at least 1, got {top}")
+        probe = self._check_probe(embedding)
+        rows = self._connection.execute("SELECT name, embedding FROM speakers").fetchall()
+        if not rows:
+            raise SpeakerDBError(f"{self.path}: no speakers enrolled; enrol some before identifying")
+        enrolled = np.stack([_from_blob(blob) for _, blob in rows]).astype(np.float64)
+        scores = enrolled @ probe
+        order = np.argsort(-scores, kind="stable")[:top]
+        return [(rows[i][0], float(scores[i])) for i in order]
+
+    # --- checks -------------------------------------------------------------------
+
+    def _check_name(self, name) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise SpeakerDBError(f"{self.path}: a speaker name must be a non-empty string, got {name!r}")
+        return name.strip()
+
+    def _check_dim(self, dim: int, what: str, store: bool = False) -> None:
+        if self.embedding_dim is None:
+            stored = self._connection.execute("SELECT value FROM meta WHERE key = 'embedding_dim'").fetchone()
+            if stored is not None:
+                self.embedding_dim = int(stored[0])
+            elif store:
+                self._connection.execute("INSERT INTO meta (key, value) VALUES ('embedding_dim', ?)", (str(dim),))
+                self.embedding_dim = dim
+                return
+            else:
+                return
+        if dim != self.embedding_dim:
+            raise SpeakerDBError(f"{self.path}: {what}: embeddings have dimension {dim}, the database holds "
+                                 f"{self.embedding_dim}-dimensional ones")
+
+    def _check_probe(self, embedding) -> np.ndarray:
+        probe = np.asarray(embedding, dtype=np.float64)
+        if probe.ndim != 1:
+            raise SpeakerDBError(f"{self.path}: expected one (dim,) embedding, got shape {probe.shape}")
+        self._check_dim(probe.shape[0], "probe")
+        return _normalise_rows(probe[None, :], f"{self.path}: probe")[0]
+
+    def _unknown(self, name: str) -> UnknownSpeakerError:
+        known = self.names()
+        listing = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "") if known else "none"
+        return UnknownSpeakerError(f"{self.path}: no speaker named {name!r} is enrolled (enrolled: {listing})")
+
+
+@contextlib.contextmanager
+def _transaction(connection: sqlite3.Connection, immediate: bool = False):
+    """One SQLite transaction: committed on success, rolled back on any exception.
+
+    ``immediate`` takes the write lock at the start, so two writers queue instead of
+    failing when both try to upgrade a read lock.
+    """
+    connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

@@ -1,0 +1,220 @@
+"""The ``voxmetric-embedding-model/1`` weights file: read, write, checksums.
+
+A safetensors file (no pickle anywhere). Tensors = the embedding network's ``state_dict`` (floating point ones stored in
+float16 or float32, integer buffers as they are; loaded back as float32) and string
+metadata, each value JSON:
+
+======================  =================================================================
+``format``              ``"voxmetric-embedding-model/1"`` (plain string)
+``model``               ``{"name": registry name, "params": constructor arguments}``
+``calibration``         ``{"scale", "offset"}``: ``llr = scale * cosine + offset``, or ``null``
+``threshold``           cosine decision threshold (EER point on validation trials), or ``null``
+``embedding``           ``{"window_s", "step_s", "rms_dbfs"}`` extraction settings
+``description``         one line for humans
+``training``            free JSON: data, recipe, validation figures
+======================  =================================================================
+
+A folder of weights files may hold a ``manifest.json`` (``{"format":
+"voxmetric-pretrained-manifest/1", "files": {name: {"sha256", "bytes"}}}``, written
+by :func:`update_manifest`); :func:`check_manifest` compares a file with it. The
+bundled models must be listed there (:mod:`voxmetric.pretrained`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+from .evaluate.calibration import Calibration
+from .fileio import atomic_open
+
+FORMAT = "voxmetric-embedding-model/1"
+MANIFEST_FORMAT = "voxmetric-pretrained-manifest/1"
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """How a model turns a whole file into one embedding.
+
+    Attributes:
+        window_s: sliding-window length in seconds; ``None`` embeds the whole file at once.
+        step_s: hop between windows in seconds.
+        rms_dbfs: RMS level in dB re full scale the whole input is scaled to before
+            embedding (the level the model was trained at), or ``None`` to leave it.
+    """
+
+    window_s: float | None = 3.0
+    step_s: float = 0.1
+    rms_dbfs: float | None = None
+
+    def __post_init__(self):
+        def finite(value):
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        if self.window_s is not None and not (finite(self.window_s) and self.window_s > 0):
+            raise ValueError(f"embedding window_s must be a positive number or None, got {self.window_s!r}")
+        if not (finite(self.step_s) and self.step_s > 0):
+            raise ValueError(f"embedding step_s must be a positive number, got {self.step_s!r}")
+        if self.rms_dbfs is not None and not (finite(self.rms_dbfs) and self.rms_dbfs < 0):
+            raise ValueError(f"embedding rms_dbfs must be a negative number (dB re full scale) or None, "
+                             f"got {self.rms_dbfs!r}")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "EmbeddingSettings":
+        if isinstance(data, EmbeddingSettings):
+            return data
+        if not isinstance(data, dict) or not set(data) <= {"window_s", "step_s", "rms_dbfs"}:
+            raise ValueError(f"embedding settings must be a dict with keys window_s, step_s, rms_dbfs; got {data!r}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_manifest(path: Path, required: bool) -> None:
+    """Compare ``path``'s SHA-256 with the ``manifest.json`` beside it.
+
+    Args:
+        required: the file must be listed (bundled weights); otherwise a file without a
+            manifest entry is accepted unchecked.
+
+    Raises:
+        CheckpointError: checksum mismatch, or (``required``) no manifest / no entry.
+    """
+    manifest_path = path.parent / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        entry = manifest["files"].get(path.name)
+    except FileNotFoundError:
+        entry = None
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as error:
+        raise CheckpointError(f"{manifest_path}: unreadable or corrupt manifest ({error}); "
+                              f"{'reinstall voxmetric' if required else 'delete or rewrite it'}") from None
+    if entry is None:
+        if required:
+            raise CheckpointError(f"{path}: not listed in {manifest_path}; the installation is incomplete, "
+                                  f"reinstall voxmetric")
+        return
+    actual = sha256(path)
+    if actual != entry.get("sha256"):
+        raise CheckpointError(
+            f"{path}: checksum mismatch (SHA-256 {actual[:16]}..., manifest says {str(entry.get('sha256'))[:16]}...): "
+            f"the file is corrupted or was modified; "
+            + ("reinstall voxmetric" if required else "re-export it or run voxmetric.export.update_manifest")
+        )
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """State dict (float32) and decoded metadata of a ``voxmetric-embedding-model/1`` file.
+
+    Raises:
+        CheckpointError: missing file, corrupt safetensors header or data, another
+            format, or metadata that is not the documented JSON.
+    """
+    from safetensors import safe_open
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such weights file")
+    try:
+        with safe_open(path, framework="pt") as f:
+            raw = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except Exception as error:  # safetensors raises its own SafetensorError, OSError, ...
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path}: unreadable or corrupt weights file ({reason})") from None
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a voxmetric weights file (format {raw.get('format')!r}, "
+                              f"expected {FORMAT!r})")
+    try:
+        metadata = {key: json.loads(value) for key, value in raw.items() if key != "format"}
+        model = metadata["model"]
+        if not (isinstance(model, dict) and isinstance(model.get("name"), str)
+                and isinstance(model.get("params"), dict)):
+            raise ValueError(f"model must be {{'name', 'params'}}, got {model!r}")
+        metadata["calibration"] = (None if metadata.get("calibration") is None
+                                   else Calibration.from_dict(metadata["calibration"]))
+        threshold = metadata.get("threshold")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+            raise ValueError(f"threshold must be a number or null, got {threshold!r}")
+        metadata["embedding"] = EmbeddingSettings.from_dict(metadata.get("embedding", {}))
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: bad metadata ({error})") from None
+    state = {key: value.float() if value.is_floating_point() else value for key, value in tensors.items()}
+    return state, metadata
+
+
+def write_weights(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """Write tensors and metadata (values JSON-encoded, ``format`` added) atomically.
+
+    The same inputs give the same bytes (see :func:`_safetensors_bytes`).
+    """
+    strings = {"format": FORMAT, **{key: json.dumps(value) for key, value in metadata.items()}}
+    with atomic_open(path, "wb") as f:
+        f.write(_safetensors_bytes(tensors, strings))
+
+
+def _safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes whose header has sorted keys: the same inputs give the same file.
+
+    (The library writes the metadata map in hash order, so two exports of one checkpoint
+    would differ byte-wise and in SHA-256.) Layout: 8-byte little-endian header length,
+    JSON header padded with spaces to a multiple of 8, tensor data (offsets unchanged).
+    """
+    from safetensors.torch import save
+
+    data = save(tensors, metadata=metadata)
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + length:]
+
+
+def update_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    """Write ``directory/manifest.json`` with the SHA-256 and size of every ``*.safetensors`` in it.
+
+    :func:`voxmetric.pretrained.load_model` checks bundled files against it.
+    """
+    directory = Path(directory)
+    files = {path.name: {"sha256": sha256(path), "bytes": path.stat().st_size}
+             for path in sorted(directory.glob("*.safetensors"))}
+    manifest = {"format": MANIFEST_FORMAT, "files": files}
+    with atomic_open(directory / "manifest.json") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return manifest
+
+
+def load_weights_checked(network: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """``network.load_state_dict(weights)`` with an error naming the first mismatches.
+
+    Raises:
+        CheckpointError: missing, unexpected or differently shaped tensors.
+    """
+    own = network.state_dict()
+    problems = [f"missing {key}" for key in own if key not in weights]
+    problems += [f"unexpected {key}" for key in weights if key not in own]
+    problems += [f"{key}: {tuple(weights[key].shape)} in the file, {tuple(value.shape)} in the model"
+                 for key, value in own.items() if key in weights and weights[key].shape != value.shape]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(f"{source}: weights do not fit the {type(network).__name__} architecture: "
+                              f"{'; '.join(problems[:3])}{more}")
+    network.load_state_dict(weights)
