@@ -11,7 +11,8 @@ from voxmetric.cli import build_parser, main
 from voxmetric.evaluate.embeddings import save_embeddings
 from voxmetric.evaluate.pipeline import read_scores
 
-SPEC_COMMANDS = ["synth", "train", "embed", "score", "eval", "compare", "demo"]
+SPEC_COMMANDS = ["synth", "train", "embed", "score", "eval", "compare", "verify", "export", "demo",
+                 "calibrate", "enroll", "identify", "speakers"]
 
 
 def test_help_lists_the_spec_commands():

@@ -131,7 +131,7 @@ def test_cli_train_embed_score_eval(tmp_path, tiny_corpus, capsys):
     files.write_text("\n".join(str(tiny_corpus / "wav" / k) for k in keys))
     emb = tmp_path / "emb.npz"
     assert main(["embed", str(checkpoint), "--list", str(files), "--out", str(emb), "--window", "1.0",
-                 "--step", "0.5", "--quiet"]) == 0
+                 "--step", "0.5", "--no-vad", "--quiet"]) == 0
     # Trial keys are relative paths; make an embeddings file keyed like the trials.
     from voxmetric.evaluate.embeddings import load_embeddings, save_embeddings
 

@@ -55,7 +55,7 @@ def _cmd_embed(args) -> int:
     window_s = MODEL_SETTING if args.window is None else _window(args.window)
     step_s = MODEL_SETTING if args.step is None else args.step
     count, dim = embed_files(args.model, paths, args.out, window_s=window_s, step_s=step_s,
-                             device=args.device, progress=not args.quiet)
+                             device=args.device, progress=not args.quiet, vad=not args.no_vad)
     print(f"wrote {count} embeddings of dimension {dim} to {args.out}")
     return 0
 
@@ -72,16 +72,96 @@ def _read_list(path: str) -> list[str]:
         raise VoxmetricError(f"{path}: cannot read file list ({error.strerror})") from None
 
 
-def _cmd_verify(args) -> int:
+def _load(args):
     from .pretrained import load_model
 
-    result = load_model(args.model, device=args.device).verify(args.audio_a, args.audio_b)
+    return load_model(args.model, device=args.device, calibration=getattr(args, "calibration", None),
+                      vad=not args.no_vad)
+
+
+def _warn(warnings) -> None:
+    for warning in warnings:
+        print(f"voxmetric: warning: {warning}", file=sys.stderr)
+
+
+def _cmd_verify(args) -> int:
+    from .deploy import verify_enrolled
+
+    model = _load(args)
+    if args.db:
+        if not args.name or len(args.audio) != 1:
+            raise VoxmetricError("verify --db: give --name NAME and exactly one recording")
+        result = verify_enrolled(model, args.db, args.name, args.audio[0])
+        enrol, test = f"{args.name} ({args.db})", args.audio[0]
+    else:
+        if len(args.audio) != 2:
+            raise VoxmetricError(f"verify: give two recordings (got {len(args.audio)}), or --db DB --name NAME "
+                                 f"and one recording")
+        result = model.verify(*args.audio)
+        enrol, test = args.audio
     if args.json:
-        print(json.dumps({"enrol": args.audio_a, "test": args.audio_b, "model": args.model, **result.to_dict()}))
+        print(json.dumps({"enrol": enrol, "test": test, "model": args.model, **result.to_dict()}))
         return 0
+    _warn(result.warnings)
     llr = "n/a (uncalibrated)" if result.llr is None else f"{result.llr:+.3f}"
     decision = "same speaker" if result.accepted else "different speakers"
     print(f"score {result.score:.4f}  LLR {llr}  threshold {result.threshold:.4f}  decision: {decision}")
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from .calibrate import calibrate_trials
+
+    result = calibrate_trials(_load(args), args.trials, audio_root=args.root, target_far=args.target_far,
+                              n_bootstrap=args.bootstrap, progress=not args.quiet)
+    _warn(result.warnings)
+    result.save(args.out)
+    (elow, ehigh), (tlow, thigh) = result.eer_ci, result.threshold_ci
+    point = f"FAR {args.target_far:g}" if args.target_far else "the EER point"
+    print(f"EER {result.eer * 100:.2f}% (95% CI {elow * 100:.2f}-{ehigh * 100:.2f}) on {result.n_target} target / "
+          f"{result.n_nontarget} non-target pairs\nthreshold {result.threshold:.4f} at {point} "
+          f"(95% CI {tlow:.4f}-{thigh:.4f}); LLR = {result.scale:.3f} * score {result.offset:+.3f}\n"
+          f"wrote {args.out}: use it with --calibration {args.out}")
+    return 0
+
+
+def _cmd_enroll(args) -> int:
+    from .deploy import enroll
+
+    speaker, warnings = enroll(_load(args), args.db, args.name, args.audio, replace=args.replace,
+                               progress=not args.quiet)
+    _warn(warnings)
+    print(f"enrolled '{speaker.name}' in {args.db}: {speaker.count} recording(s) in all")
+    return 0
+
+
+def _cmd_identify(args) -> int:
+    from .deploy import identify
+
+    result = identify(_load(args), args.db, args.audio, top=args.top)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    _warn(result.warnings)
+    for rank, c in enumerate(result.candidates, start=1):
+        decision = "" if c["accepted"] is None else ("  accepted" if c["accepted"] else "  rejected")
+        llr = "" if c["llr"] is None else f"  LLR {c['llr']:+.3f}"
+        print(f"{rank}. {c['name']}  score {c['score']:.4f}{llr}{decision}")
+    return 0
+
+
+def _cmd_speakers(args) -> int:
+    from .speakerdb import SpeakerDB
+
+    model = _load(args)
+    with SpeakerDB.open(args.db, model.fingerprint, create=False) as db:
+        if args.remove:
+            db.remove(args.remove)
+            print(f"removed '{args.remove}' from {args.db}")
+            return 0
+        for name in db.names():
+            speaker = db.get(name)
+            print(f"{name}\t{speaker.count} recording(s)\tupdated {speaker.updated}")
     return 0
 
 
@@ -147,6 +227,13 @@ def _cmd_demo(args) -> int:
 _MODEL_HELP = "bundled model name (sinctdnn-aam, ecapa-aam), exported .safetensors file or training checkpoint"
 
 
+def _add_model_options(parser: argparse.ArgumentParser, calibration: bool = True) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    parser.add_argument("--no-vad", action="store_true", help="embed whole recordings (no speech detection)")
+    if calibration:
+        parser.add_argument("--calibration", metavar="CAL.json", help="calibration from 'voxmetric calibrate'")
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -194,19 +281,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=float, metavar="S",
                    help="window step in seconds (default: the model's, 0.1 for checkpoints)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    p.add_argument("--no-vad", action="store_true",
+                   help="embed whole files (default: trim non-speech first, as verify does)")
     _add_common(p)
     p.set_defaults(func=_cmd_embed)
 
     p = sub.add_parser("verify", help="same speaker? score, calibrated LLR and decision for two recordings",
-                       description="Compare two recordings with a model: cosine score, calibrated log-likelihood "
-                                   "ratio and the decision at the model's threshold. Exit status 0 whatever "
-                                   "the decision.")
+                       description="Compare two recordings (or one with an enrolled speaker: --db, --name) with "
+                                   "a model: cosine score, calibrated log-likelihood ratio and the decision at the "
+                                   "model's threshold. Non-speech is trimmed first; quality problems are warned "
+                                   "about. Exit status 0 whatever the decision.")
     p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
-    p.add_argument("audio_a", metavar="A.wav")
-    p.add_argument("audio_b", metavar="B.wav")
+    p.add_argument("audio", nargs="+", metavar="AUDIO", help="A.wav B.wav, or one recording with --db/--name")
+    p.add_argument("--db", metavar="DB", help="speaker database written by 'voxmetric enroll'")
+    p.add_argument("--name", help="enrolled speaker to verify against (with --db)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    _add_model_options(p)
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("calibrate", help="fit score calibration and threshold on your own labelled pairs",
+                       description="Embed and score your own trial list (LABEL A B per line), fit the score -> "
+                                   "log-likelihood-ratio calibration and choose the threshold (the EER point, or "
+                                   "--target-far), with bootstrap 95%% confidence intervals.")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("--trials", required=True, metavar="TRIALS", help="your labelled pairs")
+    p.add_argument("--root", metavar="DIR", help="folder the trial paths are relative to (default: the list's)")
+    p.add_argument("--out", default="calibration.json", metavar="CAL.json", help="default calibration.json")
+    p.add_argument("--target-far", type=float, metavar="F", help="threshold for this false-acceptance rate")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap rounds (default 1000)")
+    _add_model_options(p, calibration=False)
+    _add_common(p)
+    p.set_defaults(func=_cmd_calibrate)
+
+    p = sub.add_parser("enroll", help="enrol a speaker from recordings into a speaker database",
+                       description="Embed the recordings, average them in the normalised embedding space and "
+                                   "store the speaker in DB (an SQLite file, created if missing).")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("--name", required=True)
+    p.add_argument("audio", nargs="+", metavar="AUDIO")
+    p.add_argument("--db", required=True, metavar="DB")
+    p.add_argument("--replace", action="store_true", help="replace the speaker's recordings instead of adding")
+    _add_model_options(p, calibration=False)
+    _add_common(p)
+    p.set_defaults(func=_cmd_enroll)
+
+    p = sub.add_parser("identify", help="who is speaking? the closest enrolled speakers")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("audio", metavar="AUDIO")
+    p.add_argument("--db", required=True, metavar="DB")
+    p.add_argument("--top", type=int, default=3, metavar="N", help="candidates to show (default 3)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_identify)
+
+    p = sub.add_parser("speakers", help="list (or --remove) the speakers of a speaker database")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("--db", required=True, metavar="DB")
+    p.add_argument("--remove", metavar="NAME", help="remove this speaker")
+    _add_model_options(p, calibration=False)
+    p.set_defaults(func=_cmd_speakers)
 
     p = sub.add_parser("export", help="export a model's network to ONNX or TorchScript",
                        description="Export the inference network (batch, samples) -> (batch, embedding_dim), "

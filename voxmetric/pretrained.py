@@ -55,15 +55,18 @@ class VerifyResult:
             ``None`` for a model without calibration.
         accepted: ``score >= threshold``.
         threshold: the cosine threshold the decision used.
+        warnings: input-quality warnings (short speech, low SNR, clipping, low sample
+            rate), each starting with the input's name.
     """
 
     score: float
     llr: float | None
     accepted: bool
     threshold: float
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "warnings": list(self.warnings)}
 
 
 def _resolve(name_or_path: str | os.PathLike) -> tuple[str, Path | None]:
@@ -132,26 +135,33 @@ def load_network_weights(network: torch.nn.Module, name_or_path: str | os.PathLi
 
 
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
-               calibration: Calibration | dict | None = None) -> "SpeakerModel":
+               calibration: Calibration | dict | str | os.PathLike | None = None, vad: bool = True) -> "SpeakerModel":
     """Load a bundled model (:data:`BUNDLED`), an exported ``.safetensors`` file or a training checkpoint.
 
     Args:
         name_or_path: ``"sinctdnn-aam"``, ``"ecapa-aam"`` or a file path.
         device: where the network runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
-        calibration: replaces the file's calibration (a :class:`Calibration` or
-            ``{"scale", "offset"}``), e.g. one fitted on your own data with
-            :func:`voxmetric.evaluate.calibration.fit_calibration`.
+        calibration: replaces the file's calibration: a :class:`Calibration`,
+            ``{"scale", "offset"}``, or the path of a ``voxmetric calibrate`` JSON file
+            (whose threshold then replaces the model's too).
+        vad: trim non-speech before embedding (:mod:`voxmetric.vad`); the default.
 
     Raises:
         CheckpointError: unknown name, missing or corrupt file, checksum mismatch (bundled).
     """
     model_config, weights, metadata, path = _load_source(name_or_path)
     network = _build(model_config, weights, path)
-    if calibration is not None:
+    threshold = metadata["threshold"]
+    if isinstance(calibration, (str, os.PathLike)):
+        from .calibrate import CalibrationResult
+
+        result = CalibrationResult.load(calibration)
+        calibration, threshold = result.calibration, result.threshold
+    elif calibration is not None:
         calibration = Calibration.from_dict(calibration)
     name = os.fspath(name_or_path) if os.fspath(name_or_path) in BUNDLED else path.stem
     return SpeakerModel(network, name=name, calibration=calibration or metadata["calibration"],
-                        threshold=metadata["threshold"], embedding=metadata["embedding"],
+                        threshold=threshold, embedding=metadata["embedding"], vad=vad,
                         info={"description": metadata.get("description", ""), "training": metadata.get("training"),
                               "source": str(path), "model": model_config}).to(device)
 
@@ -167,11 +177,19 @@ class SpeakerModel:
     8 channels (averaged to mono); float in [-1, 1] or int16 / int32 PCM (scaled);
     ``sample_rate`` is the arrays' rate (default 16000), resampled to 16 kHz.
     Embeddings are deterministic (eval mode, no dropout, no random cropping).
+
+    With ``vad`` (the default) non-speech is trimmed before embedding
+    (:func:`voxmetric.quality.load_speech`); every input also gets a quality report
+    (speech duration, SNR, clipping, source sample rate) whose warnings
+    :meth:`verify` returns, and an input without speech is a
+    :class:`~voxmetric.quality.NoSpeechError`. Each input is embedded on its own, so
+    a batch gives exactly the embeddings of its items alone (no padding).
     """
 
     def __init__(self, network: torch.nn.Module, name: str, calibration: Calibration | None = None,
                  threshold: float | None = None, embedding: EmbeddingSettings = EmbeddingSettings(),
-                 info: dict[str, Any] | None = None):
+                 info: dict[str, Any] | None = None, vad: bool = True):
+        self.vad = vad
         self.network = network.eval()
         self.name = name
         self.calibration = calibration
@@ -200,14 +218,25 @@ class SpeakerModel:
         return self
 
     def waveform(self, item, sample_rate: int | None = None) -> np.ndarray:
-        """An input as the ``(samples,)`` 16 kHz float32 waveform the network sees (level-normalised)."""
+        """An input as the ``(samples,)`` 16 kHz float32 waveform the network sees."""
+        return self.prepare(item, sample_rate)[0]
+
+    def prepare(self, item, sample_rate: int | None = None):
+        """``(waveform, QualityReport)``: the input read, assessed, trimmed (``vad``), level-normalised."""
+        from .quality import load_speech
+
         if isinstance(item, (str, os.PathLike)):
             if sample_rate is not None:
                 raise ValueError("sample_rate is for arrays; a file's rate is read from its header")
-            source, waveform = os.fspath(item), audio.read(item)
+            source = os.fspath(item)
+            waveform, report = load_speech(source, vad=self.vad)
         else:
-            source, waveform = "input array", _as_mono(item, sample_rate)
-        return self._normalise_level(waveform, source)
+            source, mono = "input array", _as_mono(item, None)
+            if mono.size == 0 or not np.isfinite(mono).all():
+                raise AudioError(f"{source}: " + ("contains no samples" if mono.size == 0
+                                                  else "contains NaN or infinite samples"))
+            waveform, report = load_speech(mono, sample_rate_hz=sample_rate, vad=self.vad)
+        return self._normalise_level(waveform, source), report
 
     def _normalise_level(self, waveform: np.ndarray, source: str) -> np.ndarray:
         if waveform.size == 0:
@@ -226,15 +255,31 @@ class SpeakerModel:
 
     def embed(self, item, sample_rate: int | None = None) -> np.ndarray:
         """Embedding of a file or array: ``(embedding_dim,)`` float32 (mean of sliding windows)."""
+        return self.embed_with_quality(item, sample_rate)[0]
+
+    def embed_with_quality(self, item, sample_rate: int | None = None):
+        """``(embedding, QualityReport)`` of a file or array."""
         from .evaluate.extract import embed_waveform
 
-        waveform = self.waveform(item, sample_rate)
+        waveform, report = self.prepare(item, sample_rate)
         try:
-            return embed_waveform(self.network, waveform, window_s=self.embedding.window_s,
-                                  step_s=self.embedding.step_s, device=self.device)
+            embedding = embed_waveform(self.network, waveform, window_s=self.embedding.window_s,
+                                       step_s=self.embedding.step_s, device=self.device)
         except AudioError as error:  # too short for the network: say which input
             source = os.fspath(item) if isinstance(item, (str, os.PathLike)) else "input array"
             raise AudioError(f"{source}: {error}") from None
+        return embedding, report
+
+    @property
+    def fingerprint(self) -> str:
+        """``name:sha256:...`` of the network's configuration and weights: which model made an embedding."""
+        import hashlib
+
+        digest = hashlib.sha256(json.dumps(self.info.get("model"), sort_keys=True, default=str).encode())
+        for key, tensor in sorted(self.network.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return f"{self.name}:sha256:{digest.hexdigest()[:32]}"
 
     def embed_batch(self, items: Sequence, sample_rate: int | None = None, progress: bool = False) -> np.ndarray:
         """Embeddings of several files or arrays: ``(len(items), embedding_dim)`` float32."""
@@ -283,9 +328,18 @@ class SpeakerModel:
         decision near the threshold (the EER point and LLR = 0 are close, not equal).
         """
         threshold = self.decision_threshold() if threshold is None else float(threshold)
-        score = self.score(a, b, sample_rate)
+        (emb_a, report_a), (emb_b, report_b) = (self.embed_with_quality(x, sample_rate) for x in (a, b))
+        score = self.cosine(emb_a, emb_b)
         llr = None if self.calibration is None else self.calibration.llr(score)
-        return VerifyResult(score=score, llr=llr, accepted=bool(score >= threshold), threshold=threshold)
+        warnings = tuple(_named(w, x) for x, report in ((a, report_a), (b, report_b)) for w in report.warnings)
+        return VerifyResult(score=score, llr=llr, accepted=bool(score >= threshold), threshold=threshold,
+                            warnings=warnings)
+
+
+def _named(warning: str, item) -> str:
+    """A quality warning prefixed with its input's name (when it does not say it already)."""
+    source = os.fspath(item) if isinstance(item, (str, os.PathLike)) else "input array"
+    return warning if warning.startswith(source) else f"{source}: {warning}"
 
 
 def _as_mono(samples, sample_rate: int | None) -> np.ndarray:

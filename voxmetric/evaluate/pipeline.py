@@ -117,17 +117,20 @@ MODEL_SETTING = "model"
 
 
 def embed_files(model_spec: str, paths: list[str], out: str, window_s: float | None | str = MODEL_SETTING,
-                step_s: float | str = MODEL_SETTING, device: str = "cpu", progress: bool = True) -> tuple[int, int]:
+                step_s: float | str = MODEL_SETTING, device: str = "cpu", progress: bool = True,
+                vad: bool = True) -> tuple[int, int]:
     """``voxmetric embed``: embeddings of audio files, ids = the paths as given.
 
     ``model_spec`` is anything :func:`voxmetric.pretrained.load_model` takes (a bundled
     name, a weights file, a training checkpoint); the files are embedded the way that
     model embeds them (its window, step and input level, 3.0 s / 0.1 s for checkpoints)
-    unless ``window_s`` (``None`` = whole file) or ``step_s`` are given.
+    unless ``window_s`` (``None`` = whole file) or ``step_s`` are given. With ``vad``
+    (the default, as for ``verify``) non-speech is trimmed first, so that embeddings
+    scored here give exactly the scores ``verify`` prints.
     """
     from ..pretrained import load_model
 
-    model = load_model(model_spec, device=device)
+    model = load_model(model_spec, device=device, vad=vad)
     if window_s != MODEL_SETTING:
         model.set_embedding(window_s=window_s)
     if step_s != MODEL_SETTING:
