@@ -152,3 +152,23 @@ def test_cli_train_embed_score_eval(tmp_path, tiny_corpus, capsys):
     with torch.inference_mode():
         torch.testing.assert_close(model(x), model(x))
     assert state["config"]["model"]["name"] == "sinctdnn"
+
+
+def test_bad_corpus_files_are_left_out_or_fatal_with_strict(tmp_path, tiny_corpus):
+    import shutil
+    import warnings as python_warnings
+
+    from voxmetric.errors import CorpusError
+    from voxmetric.train import build_corpus
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus / "train", corpus, symlinks=False)
+    (corpus / "spk0" / "broken.wav").write_bytes(b"RIFF not really a wav file")
+    config = load_config(_config(tmp_path, tiny_corpus), [f"data.corpus={corpus}"])
+    with python_warnings.catch_warnings(record=True) as caught:
+        python_warnings.simplefilter("always")
+        kept = build_corpus(config)
+    assert len(kept) == 12 and any("broken.wav" in str(w.message) for w in caught)
+    config.data.strict = True
+    with pytest.raises(CorpusError, match="broken.wav"):
+        build_corpus(config)

@@ -47,6 +47,7 @@ class DataConfig:
 
     corpus: str | list[str] = ""  # one corpus folder, or several read and pooled
     format: str = "auto"
+    strict: bool = False  # a bad audio file in the corpus is an error (default: reported once and left out)
     chunk_duration_s: float = 3.0
     speakers_per_batch: int = 128
     chunks_per_speaker: int = 1

@@ -85,7 +85,7 @@ def build_corpus(config: Config):
     roots = config.data.corpus if isinstance(config.data.corpus, list) else [config.data.corpus]
     if not any(roots):
         raise ConfigError("data.corpus is required: the folder of the training corpus")
-    parts = [read_corpus(root, config.data.format) for root in roots]
+    parts = [read_corpus(root, config.data.format, strict=config.data.strict) for root in roots]
     corpus = parts[0] if len(parts) == 1 else Corpus([u for part in parts for u in part], root=roots[0])
     kept = corpus.with_min_duration(config.data.min_speaker_duration_s)
     if len(kept.speakers) < config.data.speakers_per_batch:
