@@ -52,7 +52,8 @@ def test_score_then_eval(tmp_path, capsys):
     results = tmp_path / "results.json"
     plot = tmp_path / "det.png"
     assert main(["eval", "--trials", str(trials), "--scores", str(scores), "--plot", str(plot),
-                 "--out", str(results), "--bootstrap", "50"]) == 0
+                 "--hist", str(tmp_path / "hist.png"), "--out", str(results), "--bootstrap", "50"]) == 0
+    assert (tmp_path / "hist.png").read_bytes()[:4] == b"\x89PNG"
     assert "EER 0.00%" in capsys.readouterr().out
     assert json.loads(results.read_text())["eer"] == 0.0
     assert (tmp_path / "results.md").read_text().count("|") > 4

@@ -172,3 +172,25 @@ def test_bad_corpus_files_are_left_out_or_fatal_with_strict(tmp_path, tiny_corpu
     config.data.strict = True
     with pytest.raises(CorpusError, match="broken.wav"):
         build_corpus(config)
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes(tmp_path, tiny_corpus):
+    """`torchrun --nproc_per_node 2 voxmetric train`: gloo backend, rank 0 alone writes."""
+    import os
+    import subprocess
+    import sys
+
+    config = _config(tmp_path, tiny_corpus, epochs=1)
+    exp = tmp_path / "exp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "voxmetric.cli", "train", str(config), "--out", str(exp), "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("training done: 1 epochs, 3 batches") == 2  # both ranks finish
+    state = load_checkpoint(exp / "checkpoints" / "last.pt")
+    assert state["batches_done"] == 3
+    epochs = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if '"epoch"' in line]
+    assert len(epochs) == 1 and epochs[0]["val_eer"] is not None  # one writer: rank 0
+    assert sorted(p.name for p in (exp / "checkpoints").iterdir()) == ["best.pt", "last.pt"]

@@ -193,7 +193,7 @@ def _cmd_eval(args) -> int:
     from .evaluate.pipeline import evaluate_score_file
 
     metrics = evaluate_score_file(args.trials, args.scores, plot_path=args.plot, json_path=args.out,
-                                  n_bootstrap=args.bootstrap, seed=args.seed)
+                                  n_bootstrap=args.bootstrap, seed=args.seed, histogram_path=args.hist)
     ci = metrics["eer_ci"]
     ci_text = f" (95% CI {ci[0] * 100:.2f}-{ci[1] * 100:.2f})" if ci else ""
     print(f"EER {metrics['eer'] * 100:.2f}%{ci_text}, "
@@ -363,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", required=True, metavar="TRIALS")
     p.add_argument("--scores", required=True, metavar="SCORES")
     p.add_argument("--plot", metavar="DET.png", help="write a DET curve")
+    p.add_argument("--hist", metavar="HIST.png", help="write target / non-target score histograms")
     p.add_argument("--out", metavar="RESULTS.json", help="write metrics as JSON (and .md beside it)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap rounds for the CI")
     p.add_argument("--seed", type=int, default=0)

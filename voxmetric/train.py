@@ -274,9 +274,24 @@ class Trainer:
             save_checkpoint(state, self.checkpoints / "best.pt")
 
     def _log(self, record: dict[str, Any]) -> None:
-        if distributed.is_main():
-            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+        if not distributed.is_main():
+            return
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tensorboard is not None:
+            for key, value in record.items():
+                if key not in ("batch", "epoch") and isinstance(value, (int, float)):
+                    self._tensorboard.add_scalar(key, value, record["batch"])
+
+    def _open_tensorboard(self):
+        """TensorBoard event files in ``out/tensorboard`` when the tensorboard package is installed."""
+        if not distributed.is_main():
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.out / "tensorboard"))
 
     # --- loop -----------------------------------------------------------------------------
 
@@ -286,6 +301,7 @@ class Trainer:
         if distributed.is_main():
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.out / "config.yml")
+        self._tensorboard = self._open_tensorboard()
         t = self.config.training
         dataset = build_dataset(self.config, self.corpus, start_batch=self.batches_done)
         loader = iter(make_loader(dataset, num_workers=self.config.data.num_workers,
@@ -299,6 +315,8 @@ class Trainer:
                     break
                 if self._end_epoch() or self._out_of_time(0.0):
                     break
+        if self._tensorboard is not None:
+            self._tensorboard.close()
         best = self.checkpoints / "best.pt"
         return TrainResult(
             str(self.out), self.epochs_done, self.batches_done, self.best_eer,

@@ -179,9 +179,10 @@ def read_scores(path: str) -> dict[tuple[str, str], float]:
 
 
 def evaluate_score_file(trials_path: str, scores_path: str, plot_path: str | None = None,
-                        json_path: str | None = None, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+                        json_path: str | None = None, n_bootstrap: int = 1000, seed: int = 0,
+                        histogram_path: str | None = None) -> dict[str, Any]:
     """``voxmetric eval``: EER with CI and minDCF of a score file against its trial list."""
-    from .plots import plot_det
+    from .plots import plot_det, plot_score_histogram
     from .report import write_results
 
     trials = read_trials(trials_path)
@@ -199,4 +200,6 @@ def evaluate_score_file(trials_path: str, scores_path: str, plot_path: str | Non
         write_results(metrics, json_path, str(Path(json_path).with_suffix(".md")))
     if plot_path:
         plot_det({Path(scores_path).stem: (scores, labels)}, plot_path)
+    if histogram_path:
+        plot_score_histogram(scores, labels, histogram_path)
     return metrics
