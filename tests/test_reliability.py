@@ -127,3 +127,49 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, tiny_corpus):  #
     assert resumed.returncode == 0, err
     _assert_same_weights(_reference_weights(tmp_path, tiny_corpus),
                          load_checkpoint(exp / "checkpoints" / "last.pt")["model"])
+
+
+def test_messy_corpus_scan_reports_bad_files_once_and_training_survives_late_ones(tmp_path, tiny_corpus):  # noqa: F811
+    import shutil
+    import warnings as python_warnings
+
+    import numpy as np
+    import soundfile as sf
+
+    from voxmetric import audio
+    from voxmetric.config import load_config
+    from voxmetric.data.readers import read_speaker_folders
+    from voxmetric.train import train
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus / "train", corpus, symlinks=False)
+    good = audio.read(corpus / "spk1" / "0.wav")
+    (corpus / "spk0" / "empty.wav").write_bytes(b"")
+    (corpus / "spk0" / "text.wav").write_bytes(b"this is not audio, just bytes with a .wav name" * 20)
+    truncated = (corpus / "spk1" / "0.wav").read_bytes()[:40]
+    (corpus / "spk1" / "truncated.wav").write_bytes(truncated)
+    sf.write(corpus / "spk2" / "zero.wav", np.zeros(0, dtype=np.float32), 16000)
+    sf.write(corpus / "spk2" / "u8.wav", good, 16000, subtype="PCM_U8")  # fine: 8-bit is read
+    stereo_48k = audio.resample(good, 16000, 48000)
+    sf.write(corpus / "spk3" / "stereo48k.wav", np.stack([stereo_48k, stereo_48k], 1), 48000)  # fine
+    nan = np.tile(good, 4)  # long, so chunks are often drawn from it
+    nan[::1000] = np.nan  # the header is fine: only reading the samples finds this
+    sf.write(corpus / "spk3" / "nan.wav", nan, 16000, subtype="FLOAT")
+
+    with python_warnings.catch_warnings(record=True) as caught:
+        python_warnings.simplefilter("always")
+        scanned = read_speaker_folders(corpus, progress=False)
+    reports = [str(w.message) for w in caught if "left out" in str(w.message)]
+    assert len(reports) == 1  # one summary
+    bad = dict(scanned.scan_report.bad)
+    assert {p.split("/")[-1] for p in bad} == {"empty.wav", "text.wav", "truncated.wav", "zero.wav"}
+    assert {"u8.wav", "stereo48k.wav", "nan.wav"} <= {u.path.split("/")[-1] for u in scanned}
+
+    config = load_config(_config(tmp_path, tiny_corpus, epochs=1, batches_per_epoch=6),
+                         [f"data.corpus={corpus}", "validation.trials=null"])
+    with python_warnings.catch_warnings(record=True) as caught:
+        python_warnings.simplefilter("always")
+        result = train(config, tmp_path / "exp", progress=False)
+    assert result.batches_done == 6  # no crash mid-epoch
+    skipped = [str(w.message) for w in caught if "skipping unreadable training file" in str(w.message)]
+    assert skipped and all("nan.wav" in message and "NaN" in message for message in skipped)
