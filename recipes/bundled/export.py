@@ -49,9 +49,10 @@ def main(argv=None) -> int:
     parser.add_argument("name", choices=["sinctdnn-aam", "ecapa-aam"])
     parser.add_argument("exp", help="the training run's folder")
     parser.add_argument("--val", default="data/bundled/ls-val", help="folder with trials.txt and wav/")
+    parser.add_argument("--checkpoint", help="default: EXP/checkpoints/best.pt (else last.pt)")
     args = parser.parse_args(argv)
     exp, val = Path(args.exp), Path(args.val)
-    checkpoint = exp / "checkpoints" / "best.pt"
+    checkpoint = Path(args.checkpoint) if args.checkpoint else exp / "checkpoints" / "best.pt"
     if not checkpoint.exists():
         checkpoint = exp / "checkpoints" / "last.pt"
     common = {"description": "", "training_info": {}}
