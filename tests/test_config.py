@@ -113,7 +113,7 @@ def test_compare_budget_and_run_configs():
     run = run_config(base, "triplet", budget_batches=250, budget_s=None)
     assert run.loss.name == "triplet" and run.loss.params == {}
     assert run.data.chunks_per_speaker == 2  # pairs need K >= 2, for every loss alike
-    assert (run.training.epochs, run.training.batches_per_epoch) == (3, 100)
+    assert (run.training.epochs, run.training.batches_per_epoch) == (3, 84)  # 252 batches: 250 + rounding
     same = run_config(base, "aam", budget_batches=40, budget_s=None)
     assert same.loss.params == {"scale": 30.0}
     assert (same.training.epochs, same.training.batches_per_epoch) == (1, 40)

@@ -67,9 +67,11 @@ def run_config(config: Config, loss_name: str, budget_batches: int | None, budge
         run.loss.name, run.loss.params = loss_name, {}
     run.data.chunks_per_speaker = max(2, run.data.chunks_per_speaker)
     if budget_batches is not None:
-        per_epoch = min(run.training.batches_per_epoch, budget_batches)
-        run.training.batches_per_epoch = per_epoch
-        run.training.epochs = max(1, math.ceil(budget_batches / per_epoch))
+        # As many epochs as the config's epoch length needs, then equal epochs that add up
+        # to the budget (or overshoot it by less than one batch per epoch).
+        epochs = max(1, math.ceil(budget_batches / run.training.batches_per_epoch))
+        run.training.epochs = epochs
+        run.training.batches_per_epoch = math.ceil(budget_batches / epochs)
     if budget_s is not None:
         run.training.max_time_s = budget_s
         run.training.epochs = max(run.training.epochs, 10**6)
