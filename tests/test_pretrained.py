@@ -360,8 +360,7 @@ def test_fine_tuning_from_an_exported_model(tmp_path, tiny_corpus, tiny_weights)
 
 
 def _bundled(name: str) -> SpeakerModel:
-    if not (pretrained.BUNDLED_DIR / f"{name}.safetensors").exists():
-        pytest.skip("bundled weights not built yet")
+    assert (pretrained.BUNDLED_DIR / f"{name}.safetensors").exists(), f"bundled weights of {name} are missing"
     return load_model(name)
 
 
