@@ -221,6 +221,8 @@ def _cmd_compare(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
+    if not args.minutes > 0:
+        raise VoxmetricError(f"demo --minutes must be positive, got {args.minutes}")
     return run_demo(args.out, budget_minutes=args.minutes, progress=not args.quiet)
 
 
@@ -297,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="enrolled speaker to verify against (with --db)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     _add_model_options(p)
+    _add_common(p)
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("calibrate", help="fit score calibration and threshold on your own labelled pairs",
@@ -332,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, metavar="N", help="candidates to show (default 3)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     _add_model_options(p)
+    _add_common(p)
     p.set_defaults(func=_cmd_identify)
 
     p = sub.add_parser("speakers", help="list (or --remove) the speakers of a speaker database")
@@ -339,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True, metavar="DB")
     p.add_argument("--remove", metavar="NAME", help="remove this speaker")
     _add_model_options(p, calibration=False)
+    _add_common(p)
     p.set_defaults(func=_cmd_speakers)
 
     p = sub.add_parser("export", help="export a model's network to ONNX or TorchScript",
@@ -348,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="output format")
     p.add_argument("out", metavar="OUT", help="file to write (.onnx, .pt)")
+    _add_common(p)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("score", help="score a trial list from embeddings (cosine, adaptive s-norm)")
