@@ -28,7 +28,7 @@ def _cmd_train(args) -> int:
 
     config = load_config(args.config, args.set)
     out = args.out or _default_exp_dir(args.config)
-    result = train(config, out, resume=args.resume, progress=not args.quiet)
+    result = train(config, out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     status = "interrupted, checkpoint saved" if result.interrupted else "done"
     best = f", best validation EER {result.best_eer:.2f}%" if result.best_eer is not None else ""
     print(f"training {status}: {result.epochs_done} epochs, {result.batches_done} batches{best}; "
@@ -267,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG.yml")
     p.add_argument("--out", metavar="EXP_DIR", help="experiment folder (default exp/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's checkpoints and logs in EXP_DIR")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.epochs=5 (repeatable)")
     _add_common(p)

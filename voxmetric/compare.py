@@ -107,7 +107,7 @@ def compare(config: Config, losses: list[str], out_dir: str, budget: str | None 
         run = run_config(config, name, budget_batches, budget_s)
         if progress:
             print(f"== {name}: training ({_budget_text(run)})", flush=True)
-        result = train(run, out / name, progress=progress)
+        result = train(run, out / name, progress=progress, overwrite=True)
         model, _ = load_embedding_model(result.best_checkpoint or result.last_checkpoint)
         model.to(device)
         if progress:
@@ -136,6 +136,11 @@ def _pct(value: float) -> str:
     return f"{value * 100:.2f}"
 
 
+def _ci(metrics: dict[str, Any]) -> str:
+    ci = metrics.get("eer_ci")
+    return "-" if ci is None else f"{_pct(ci[0])}-{_pct(ci[1])}"
+
+
 def results_table(rows: list[dict[str, Any]]) -> str:
     """The paper-style Markdown table (EER in %, 95% CI by bootstrap over trials)."""
     lines = [
@@ -145,10 +150,10 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         raw, norm = row["cosine"], row.get("snorm")
-        cells = [row["loss"], _pct(raw["eer"]), f"{_pct(raw['eer_ci'][0])}-{_pct(raw['eer_ci'][1])}",
+        cells = [row["loss"], _pct(raw["eer"]), _ci(raw),
                  f"{raw['min_dcf'][0.01]['min_dcf']:.3f}", f"{raw['min_dcf'][0.05]['min_dcf']:.3f}"]
         if norm:
-            cells += [_pct(norm["eer"]), f"{_pct(norm['eer_ci'][0])}-{_pct(norm['eer_ci'][1])}",
+            cells += [_pct(norm["eer"]), _ci(norm),
                       f"{norm['min_dcf'][0.01]['min_dcf']:.3f}"]
         else:
             cells += ["-", "-", "-"]

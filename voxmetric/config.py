@@ -48,6 +48,7 @@ class DataConfig:
     corpus: str | list[str] = ""  # one corpus folder, or several read and pooled
     format: str = "auto"
     strict: bool = False  # a bad audio file in the corpus is an error (default: reported once and left out)
+    split: str | None = None  # keep only this split's speakers, from the corpus' splits.json (built-in corpus)
     chunk_duration_s: float = 3.0
     speakers_per_batch: int = 128
     chunks_per_speaker: int = 1
@@ -222,14 +223,26 @@ def _check_values(config: Config) -> None:
         "optimizer.lr": config.optimizer.lr,
         "training.epochs": config.training.epochs,
         "training.batches_per_epoch": config.training.batches_per_epoch,
+        "training.log_every_batches": config.training.log_every_batches,
+        "schedule.step_batches": config.schedule.step_batches,
+        "evaluation.cohort_utterances_per_speaker": config.evaluation.cohort_utterances_per_speaker,
         "validation.step_s": config.validation.step_s,
         "evaluation.step_s": config.evaluation.step_s,
     }
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{name} must be positive, got {value!r}")
-    if config.data.num_workers < 0:
-        raise ConfigError(f"data.num_workers must be >= 0, got {config.data.num_workers}")
+    non_negative = {
+        "data.num_workers": config.data.num_workers,
+        "schedule.warmup_batches": config.schedule.warmup_batches,
+        "schedule.min_lr": config.schedule.min_lr,
+        "evaluation.n_bootstrap": config.evaluation.n_bootstrap,
+    }
+    for name, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{name} must be >= 0, got {value!r}")
+    if config.evaluation.snorm_top_n < 2:
+        raise ConfigError(f"evaluation.snorm_top_n must be >= 2, got {config.evaluation.snorm_top_n}")
     allowed = {
         "optimizer.name": (config.optimizer.name, ("sgd", "adam", "adamw")),
         "schedule.name": (config.schedule.name, ("constant", "step", "cosine")),

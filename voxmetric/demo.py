@@ -32,7 +32,7 @@ def _probe_batches_per_s(config, probe_dir: Path) -> float:
 
     probe = run_config(config, "aam", budget_batches=PROBE_BATCHES, budget_s=None)
     probe.validation.trials = None
-    result = train(probe, probe_dir, progress=False)
+    result = train(probe, probe_dir, progress=False, overwrite=True)
     shutil.rmtree(probe_dir, ignore_errors=True)
     return PROBE_BATCHES / max(result.train_time_s, 1e-3)
 

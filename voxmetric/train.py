@@ -86,6 +86,8 @@ def build_corpus(config: Config):
     if not any(roots):
         raise ConfigError("data.corpus is required: the folder of the training corpus")
     parts = [read_corpus(root, config.data.format, strict=config.data.strict) for root in roots]
+    if config.data.split:
+        parts = [part.subset(split_speakers(root, config.data.split)) for root, part in zip(roots, parts)]
     corpus = parts[0] if len(parts) == 1 else Corpus([u for part in parts for u in part], root=roots[0])
     kept = corpus.with_min_duration(config.data.min_speaker_duration_s)
     if len(kept.speakers) < config.data.speakers_per_batch:
@@ -95,6 +97,18 @@ def build_corpus(config: Config):
             f"{config.data.min_speaker_duration_s} s of audio"
         )
     return kept
+
+
+def split_speakers(root: str, split: str) -> list[str]:
+    """The speakers of ``split`` in the ``splits.json`` of a corpus (built-in corpus layout)."""
+    candidates = [Path(root) / "splits.json", Path(root).parent / "splits.json"]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise ConfigError(f"data.split is '{split}' but {root} has no splits.json (nor has its parent folder)")
+    splits = json.loads(path.read_text(encoding="utf-8"))
+    if split not in splits:
+        raise ConfigError(f"data.split '{split}' is not in {path} (it has: {', '.join(sorted(splits))})")
+    return list(splits[split])
 
 
 def build_dataset(config: Config, corpus, start_batch: int = 0):
@@ -205,12 +219,15 @@ def validate(model: nn.Module, config: Config, device: torch.device) -> float | 
 class Trainer:
     """One training run; see :func:`train`."""
 
-    def __init__(self, config: Config, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True):
+    def __init__(self, config: Config, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+                 overwrite: bool = False):
         self.config = config
         self.out = Path(out_dir)
         self.progress = progress and distributed.is_main()
         self.device = resolve_device(config.training.device)
         self.checkpoints = self.out / "checkpoints"
+        if not resume:
+            self._check_fresh(overwrite)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)
         state = self._resume_state() if resume else None
@@ -229,6 +246,19 @@ class Trainer:
         self.ddp_step = distributed.wrap(self.step, self.device)
 
     # --- state ----------------------------------------------------------------------------
+
+    def _check_fresh(self, overwrite: bool) -> None:
+        """A new run never mixes with an earlier one's checkpoints and logs."""
+        earlier = [p for p in (self.checkpoints / "last.pt", self.checkpoints / "best.pt", self.out / "metrics.jsonl")
+                   if p.exists()]
+        if not earlier:
+            return
+        if not overwrite:
+            raise ConfigError(f"{self.out} already holds a training run ({earlier[0].name}): continue it with "
+                              f"--resume, replace it with --overwrite, or choose another --out")
+        if distributed.is_main():
+            for path in earlier:
+                path.unlink()
 
     def _resume_state(self) -> dict[str, Any] | None:
         last = self.checkpoints / "last.pt"
@@ -400,14 +430,15 @@ class Trainer:
         return bool(patience and self.stale_epochs >= patience)
 
 
-def train(config: Config, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(config: Config, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+          overwrite: bool = False) -> TrainResult:
     """Train the experiment described by ``config``, writing into ``out_dir``.
 
     Writes ``config.yml`` (the merged config), ``metrics.jsonl`` (one record per
     log step and per epoch), ``checkpoints/last.pt`` and ``checkpoints/best.pt``.
     """
     with distributed.session():
-        result = Trainer(config, out_dir, resume=resume, progress=progress).run()
+        result = Trainer(config, out_dir, resume=resume, progress=progress, overwrite=overwrite).run()
     if distributed.is_main():
         with atomic_open(Path(out_dir) / "train_result.json") as f:
             json.dump(result.__dict__, f, indent=2)
