@@ -143,3 +143,18 @@ def test_embed_batch_equals_embedding_each_file_alone(name, params, rng):
     for item, row in zip(items, batch):
         np.testing.assert_allclose(row, model.embed(item), atol=1e-5, rtol=0)
     np.testing.assert_allclose(model.embed_batch(items[::-1])[::-1], batch, atol=1e-5, rtol=0)
+
+
+def test_a_calibration_file_of_another_model_is_refused(shared_data, tmp_path):
+    from voxmetric.errors import VoxmetricError
+
+    out = tmp_path / "cal.json"
+    trials = tmp_path / "trials.txt"
+    trials.write_text("".join(open(shared_data / "real" / "trials.txt").readlines()[:40]))
+    assert main(["calibrate", "ecapa-aam", "--trials", str(trials), "--root", str(shared_data / "real"),
+                 "--out", str(out), "--bootstrap", "20", "-q"]) == 0
+    assert load_model("ecapa-aam", calibration=out).threshold == pytest.approx(json.loads(out.read_text())["threshold"])
+    with pytest.raises(VoxmetricError, match="calibration made for model 'ecapa-aam:sha256:"):
+        load_model("sinctdnn-aam", calibration=out)
+    with pytest.raises(VoxmetricError, match="no CUDA device|not a device"):
+        load_model("sinctdnn-aam", device="bogus")

@@ -10,7 +10,6 @@ segment without decoding the rest of the file. Every problem with a file is an
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -20,6 +19,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from .errors import AudioError
+from .fileio import atomic_path
 
 SAMPLE_RATE_HZ = 16_000
 """Sample rate of every waveform inside voxmetric."""
@@ -186,15 +186,6 @@ def write(
         raise AudioError(f"{path}: cannot write '{suffix}' audio; use one of {', '.join(AUDIO_EXTENSIONS)}")
     if subtype is None and suffix in (".wav", ".flac"):
         subtype = "PCM_16"
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
-        data = np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0)
+    data = np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0)
+    with atomic_path(path) as tmp:
         sf.write(tmp, data, int(sample_rate_hz), subtype=subtype, format=suffix[1:].upper())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

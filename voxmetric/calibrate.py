@@ -267,8 +267,10 @@ def calibrate_trials(model, trials_path: str | os.PathLike, audio_root: str | os
     """
     trials_path = os.fspath(trials_path)
     trials = read_trials(trials_path)
-    root = os.fspath(audio_root) if audio_root is not None else os.path.dirname(os.path.abspath(trials_path))
     keys = sorted({key for trial in trials for key in (trial.enrol, trial.test)})
+    from .evaluate.pipeline import trial_root
+
+    root = os.fspath(trial_root(trials_path, audio_root, keys[0]))
     paths = [os.path.join(root, key) for key in keys]
     missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
@@ -281,4 +283,4 @@ def calibrate_trials(model, trials_path: str | os.PathLike, audio_root: str | os
     scores = np.einsum("ij,ij->i", enrol, test)
     labels = np.array([trial.label for trial in trials], dtype=bool)
     return calibrate_from_scores(scores, labels, target_far=target_far, n_bootstrap=n_bootstrap, seed=seed,
-                                 prior=prior, model=getattr(model, "name", None))
+                                 prior=prior, model=getattr(model, "fingerprint", None) or getattr(model, "name", None))

@@ -7,6 +7,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 
+from .errors import VoxmetricError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
@@ -17,6 +19,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     file is removed and ``path`` is left as it was.
     """
     path = os.fspath(path)
+    if os.path.isdir(path) or path.endswith(os.sep):
+        raise VoxmetricError(f"{path}: is a directory; give a file name to write")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     base = os.path.basename(path)
@@ -27,6 +31,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        # mkstemp makes the file 0600: give it the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

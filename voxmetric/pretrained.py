@@ -152,18 +152,35 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     model_config, weights, metadata, path = _load_source(name_or_path)
     network = _build(model_config, weights, path)
     threshold = metadata["threshold"]
+    calibration_file = calibration_path = None
     if isinstance(calibration, (str, os.PathLike)):
         from .calibrate import CalibrationResult
 
-        result = CalibrationResult.load(calibration)
-        calibration, threshold = result.calibration, result.threshold
+        calibration_path = os.fspath(calibration)
+        calibration_file = CalibrationResult.load(calibration_path)
+        calibration, threshold = calibration_file.calibration, calibration_file.threshold
     elif calibration is not None:
         calibration = Calibration.from_dict(calibration)
     name = os.fspath(name_or_path) if os.fspath(name_or_path) in BUNDLED else path.stem
-    return SpeakerModel(network, name=name, calibration=calibration or metadata["calibration"],
-                        threshold=threshold, embedding=metadata["embedding"], vad=vad,
-                        info={"description": metadata.get("description", ""), "training": metadata.get("training"),
-                              "source": str(path), "model": model_config}).to(device)
+    model = SpeakerModel(network, name=name, calibration=calibration or metadata["calibration"],
+                         threshold=threshold, embedding=metadata["embedding"], vad=vad,
+                         info={"description": metadata.get("description", ""), "training": metadata.get("training"),
+                               "source": str(path), "model": model_config})
+    if calibration_file is not None and calibration_file.model not in (None, model.fingerprint):
+        raise VoxmetricError(f"{calibration_path}: calibration made for model {calibration_file.model!r}, "
+                             f"not {model.fingerprint!r}; calibrate this model on your pairs (voxmetric calibrate)")
+    return model.to(_device(device))
+
+
+def _device(name: str | torch.device) -> torch.device:
+    """A usable torch device, or a clear error naming the bad value."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise VoxmetricError(f"device '{name}' is not a device (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VoxmetricError(f"device is '{name}' but no CUDA device is available here")
+    return device
 
 
 # --- the model object -----------------------------------------------------------------
