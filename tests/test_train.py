@@ -218,3 +218,25 @@ def test_compare_writes_the_paper_style_table(tmp_path, tiny_corpus, capsys):
     assert "| loss | EER %" in capsys.readouterr().out
     assert main(["compare", str(config), "--losses", "aam,nope", "--out", str(tmp_path / "x")]) == 1
     assert "unknown loss 'nope'" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_changed_model_or_optimizer(tmp_path, tiny_corpus):
+    path = _config(tmp_path, tiny_corpus, epochs=1)
+    train(load_config(path, ["validation.trials=null"]), tmp_path / "exp", progress=False)
+    for override, name in (("model.params.embedding_dim=8", "model.params"), ("optimizer.name=sgd", "optimizer.name"),
+                           ("loss.name=coco", "loss.name")):
+        with pytest.raises(ConfigError, match=name.replace(".", r"\.")):
+            train(load_config(path, ["validation.trials=null", override]), tmp_path / "exp", resume=True,
+                  progress=False)
+    again = load_config(path, ["validation.trials=null", "training.epochs=2", "data.num_workers=1"])
+    assert train(again, tmp_path / "exp", resume=True, progress=False).batches_done == 6
+
+
+def test_a_fresh_run_never_mixes_with_an_earlier_one(tmp_path, tiny_corpus):
+    path = _config(tmp_path, tiny_corpus, epochs=1)
+    train(load_config(path), tmp_path / "exp", progress=False)
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        train(load_config(path), tmp_path / "exp", progress=False)
+    result = train(load_config(path, ["validation.trials=null"]), tmp_path / "exp", progress=False, overwrite=True)
+    assert result.best_checkpoint is None  # the earlier run's best.pt is gone
+    assert len((tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()) == 4  # 3 batches + 1 epoch

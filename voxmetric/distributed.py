@@ -76,3 +76,14 @@ def broadcast_float(value: float | None, device: torch.device) -> float | None:
     dist.broadcast(tensor, src=0)
     result = float(tensor.item())
     return None if result != result else result
+
+
+def any_rank(flags: tuple[bool, ...], device: torch.device) -> tuple[bool, ...]:
+    """Each flag true on any rank, on every rank: ranks stop on the same batch (time budget,
+    signals), so that no rank waits forever in a collective the others have left."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return tuple(flags)
+    backend_device = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.tensor([float(f) for f in flags], device=backend_device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in tensor.tolist())

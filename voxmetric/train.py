@@ -180,6 +180,27 @@ def lr_factor(config: Config, batch: int) -> float:
     return 1.0
 
 
+RESUME_FIXED_SECTIONS = ("model", "loss", "optimizer", "data", "seed")
+"""Config sections a resumed run must share with its checkpoint (the rest may change)."""
+RESUME_FREE_KEYS = {"data.num_workers"}
+"""...except these: they do not change what is trained (the batch stream ignores workers)."""
+
+
+def _changed_keys(saved: dict[str, Any], current: dict[str, Any], sections, prefix: str = "") -> list[str]:
+    """Dotted names of the values that differ between two config dictionaries, in ``sections``."""
+    changed = []
+    for key in sections:
+        a, b = saved.get(key), current.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict) and key != "params":
+            changed += _changed_keys(a, b, sorted(set(a) | set(b)), f"{name}.")
+        elif name in RESUME_FREE_KEYS:
+            continue
+        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            changed.append(name)
+    return changed
+
+
 class _StopRequest:
     """SIGINT/SIGTERM ask for a checkpoint at the end of the current batch, then exit."""
 
@@ -269,6 +290,11 @@ class Trainer:
     def _load_state(self, state: dict[str, Any]) -> None:
         if state["speakers"] != self.speakers:
             raise ConfigError("--resume: the corpus' speakers differ from the checkpoint's")
+        changed = _changed_keys(state["config"], self.config.to_dict(), RESUME_FIXED_SECTIONS)
+        if changed:
+            raise ConfigError(f"--resume: the config changed what the checkpoint was trained with "
+                              f"({', '.join(changed)}); resume with the same model, loss, optimizer, schedule "
+                              f"and data settings (epochs, budgets and validation may change), or start a new run")
         self.step.model.load_state_dict(state["model"])
         self.step.loss.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -375,9 +401,10 @@ class Trainer:
             if self.batches_done % t.log_every_batches == 0:
                 self._log({"batch": self.batches_done, "loss": float(np.mean(running[-t.log_every_batches:])),
                            "lr": self.scheduler.get_last_lr()[0], "chunks_per_s": rate})
-            if self._out_of_time(elapsed):
+            out_of_time, stop_now = distributed.any_rank((self._out_of_time(elapsed), stop.requested), self.device)
+            if out_of_time:
                 break
-            if stop.requested:
+            if stop_now:
                 bar.close()
                 self.train_time_s += time.perf_counter() - started
                 return True
