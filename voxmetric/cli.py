@@ -45,17 +45,27 @@ def _default_exp_dir(config_path: str) -> str:
 def _cmd_embed(args) -> int:
     from .evaluate.pipeline import embed_files
 
+    import os
+
     paths = list(args.audio)
     if args.list:
         paths += _read_list(args.list)
     if not paths:
         raise VoxmetricError("embed: give audio files or --list FILE")
+    if args.root:  # paths relative to ROOT, stored as given: the keys of a trial list
+        ids, paths = paths, [os.path.join(args.root, p) for p in paths]
+    else:
+        ids = None
     from .evaluate.pipeline import MODEL_SETTING
 
+    if args.step is not None and not args.step > 0:
+        raise VoxmetricError(f"embed --step must be positive, got {args.step}")
+    if args.window is not None and args.window < 0:
+        raise VoxmetricError(f"embed --window must be positive (or 0 for whole files), got {args.window}")
     window_s = MODEL_SETTING if args.window is None else _window(args.window)
     step_s = MODEL_SETTING if args.step is None else args.step
     count, dim = embed_files(args.model, paths, args.out, window_s=window_s, step_s=step_s,
-                             device=args.device, progress=not args.quiet, vad=not args.no_vad)
+                             device=args.device, progress=not args.quiet, vad=not args.no_vad, ids=ids)
     print(f"wrote {count} embeddings of dimension {dim} to {args.out}")
     return 0
 
@@ -192,6 +202,9 @@ def _cmd_score(args) -> int:
 def _cmd_eval(args) -> int:
     from .evaluate.pipeline import evaluate_score_file
 
+    for option, path in (("--plot", args.plot), ("--hist", args.hist)):
+        if path and not path.lower().endswith((".png", ".pdf", ".svg")):
+            raise VoxmetricError(f"eval {option} {path}: use a .png, .pdf or .svg file name")
     metrics = evaluate_score_file(args.trials, args.scores, plot_path=args.plot, json_path=args.out,
                                   n_bootstrap=args.bootstrap, seed=args.seed, histogram_path=args.hist)
     ci = metrics["eer_ci"]
@@ -278,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("audio", nargs="*", metavar="AUDIO")
     p.add_argument("--list", metavar="FILE", help="file with one audio path per line")
+    p.add_argument("--root", metavar="DIR", help="the paths are relative to DIR and stored as given (e.g. the "
+                                                 "keys of a trial list, for 'voxmetric score')")
     p.add_argument("--out", required=True, metavar="EMB_FILE", help="output .npz or .safetensors")
     p.add_argument("--window", type=float, metavar="S",
                    help="window in seconds; 0 = whole file (default: the model's, 3.0 for checkpoints)")

@@ -118,7 +118,7 @@ MODEL_SETTING = "model"
 
 def embed_files(model_spec: str, paths: list[str], out: str, window_s: float | None | str = MODEL_SETTING,
                 step_s: float | str = MODEL_SETTING, device: str = "cpu", progress: bool = True,
-                vad: bool = True) -> tuple[int, int]:
+                vad: bool = True, ids: list[str] | None = None) -> tuple[int, int]:
     """``voxmetric embed``: embeddings of audio files, ids = the paths as given.
 
     ``model_spec`` is anything :func:`voxmetric.pretrained.load_model` takes (a bundled
@@ -136,7 +136,7 @@ def embed_files(model_spec: str, paths: list[str], out: str, window_s: float | N
     if step_s != MODEL_SETTING:
         model.set_embedding(step_s=step_s)
     matrix = model.embed_batch(paths, progress=progress)
-    save_embeddings(out, [str(p) for p in paths], matrix)
+    save_embeddings(out, [str(p) for p in (paths if ids is None else ids)], matrix)
     return matrix.shape
 
 
