@@ -113,7 +113,7 @@ def compare(config: Config, losses: list[str], out_dir: str, budget: str | None 
         if progress:
             print(f"== {name}: evaluating on {config.evaluation.trials}", flush=True)
         started = time.perf_counter()
-        cohort = cohort_embeddings(model, corpus, config.evaluation, device, seed=config.seed)
+        cohort = cohort_embeddings(model, corpus, config.evaluation, device, seed=config.seed, progress=progress)
         e = config.evaluation
         metrics = evaluate_trials(model, e.trials, e.root, window_s=e.window_s, step_s=e.step_s, device=device,
                                   n_bootstrap=e.n_bootstrap, cohort=cohort, top_n=e.snorm_top_n,

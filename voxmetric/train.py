@@ -224,7 +224,7 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-def validate(model: nn.Module, config: Config, device: torch.device) -> float | None:
+def validate(model: nn.Module, config: Config, device: torch.device, progress: bool = False) -> float | None:
     """EER (%) of the model on the validation trials, or None when there are none."""
     if not config.validation.trials:
         return None
@@ -232,7 +232,7 @@ def validate(model: nn.Module, config: Config, device: torch.device) -> float | 
 
     result = evaluate_trials(
         model, config.validation.trials, config.validation.root, window_s=config.validation.window_s,
-        step_s=config.validation.step_s, device=device, n_bootstrap=0, progress=False,
+        step_s=config.validation.step_s, device=device, n_bootstrap=0, progress=progress,
     )
     return result["cosine"]["eer"] * 100
 
@@ -438,7 +438,7 @@ class Trainer:
     def _end_epoch(self) -> bool:
         """Validate, checkpoint, log; True when early stopping says stop."""
         self.epochs_done += 1
-        eer = validate(self.step.model, self.config, self.device) if distributed.is_main() else None
+        eer = validate(self.step.model, self.config, self.device, self.progress) if distributed.is_main() else None
         eer = distributed.broadcast_float(eer, self.device)
         improved = eer is not None and (self.best_eer is None or eer < self.best_eer)
         if improved:

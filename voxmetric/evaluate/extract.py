@@ -220,7 +220,7 @@ def extract_embeddings(
         raise ValueError(f"{len(ids)} ids for {len(paths)} paths; give one id per path")
     choose_method(model, method)  # a bad method fails before any file is read
     rows = []
-    for path in tqdm(paths, desc="embedding", unit="file", disable=not progress):
+    for path in tqdm(paths, desc="embedding", unit="file", disable=not progress, leave=False):
         waveform = audio.read(path)
         rows.append(embed_waveform(model, waveform, window_s, step_s, batch_size, device,
                                    method=method, block_s=block_s))

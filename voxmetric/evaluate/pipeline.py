@@ -94,7 +94,8 @@ def evaluate_trials(
     return result
 
 
-def cohort_embeddings(model: torch.nn.Module, corpus, evaluation, device, seed: int = 0) -> np.ndarray:
+def cohort_embeddings(model: torch.nn.Module, corpus, evaluation, device, seed: int = 0,
+                      progress: bool = False) -> np.ndarray:
     """Adaptive s-norm cohort: one mean embedding per training speaker (SPEC section 2).
 
     Each speaker is represented by up to ``evaluation.cohort_utterances_per_speaker``
@@ -107,7 +108,7 @@ def cohort_embeddings(model: torch.nn.Module, corpus, evaluation, device, seed: 
         chosen += [utterances[i] for i in sorted(rng.choice(len(utterances), count, replace=False))]
     ids, matrix = extract_embeddings(model, [u.path for u in chosen], ids=[u.uid for u in chosen],
                                      window_s=evaluation.window_s, step_s=max(evaluation.step_s, 0.5),
-                                     device=device, progress=False)
+                                     device=device, progress=progress)
     _, means = speaker_means(ids, matrix, {u.uid: u.speaker for u in chosen})
     return means
 
