@@ -240,3 +240,23 @@ def test_a_fresh_run_never_mixes_with_an_earlier_one(tmp_path, tiny_corpus):
     result = train(load_config(path, ["validation.trials=null"]), tmp_path / "exp", progress=False, overwrite=True)
     assert result.best_checkpoint is None  # the earlier run's best.pt is gone
     assert len((tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()) == 4  # 3 batches + 1 epoch
+
+
+def test_data_split_keeps_the_training_speakers_of_the_built_in_corpus(tmp_path):
+    from voxmetric.config import config_from_dict
+    from voxmetric.data.synth import synthesize
+    from voxmetric.data.trials import read_trials
+    from voxmetric.train import build_corpus
+
+    synthesize(tmp_path / "corpus", speakers=10, utterances=2, seed=2, workers=1, progress=False)
+    splits = json.loads((tmp_path / "corpus" / "splits.json").read_text())
+    config = config_from_dict({"data": {"corpus": str(tmp_path / "corpus"), "format": "voxceleb", "split": "train",
+                                        "speakers_per_batch": 2, "min_speaker_duration_s": 0.0}})
+    speakers = build_corpus(config).speakers
+    assert speakers == sorted(splits["train"])
+    test_speakers = {key.split("/")[0] for t in read_trials(tmp_path / "corpus" / "test_trials.txt")
+                     for key in (t.enrol, t.test)}
+    assert test_speakers and not test_speakers & set(speakers)
+    config.data.split = "holdout"
+    with pytest.raises(ConfigError, match="'holdout' is not in"):
+        build_corpus(config)
