@@ -19,8 +19,8 @@ from pathlib import Path
 from .compare import PAPER_LOSSES, compare
 from .config import load_config
 
-DEMO_SPEAKERS = 48
-DEMO_UTTERANCES = 12
+DEMO_SPEAKERS = 96
+DEMO_UTTERANCES = 8
 MIN_BATCHES, MAX_BATCHES = 30, 600
 PROBE_BATCHES = 8
 
