@@ -174,3 +174,23 @@ def test_messy_corpus_scan_reports_bad_files_once_and_training_survives_late_one
     assert result.batches_done == 6  # no crash mid-epoch
     skipped = [str(w.message) for w in caught if "skipping unreadable training file" in str(w.message)]
     assert skipped and all("nan.wav" in message and "NaN" in message for message in skipped)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_loader_workers_saves_cleanly(tmp_path, tiny_corpus):  # noqa: F811
+    import os
+
+    config = _config(tmp_path, tiny_corpus, epochs=1, batches_per_epoch=150)
+    text = config.read_text().replace("num_workers: 0", "num_workers: 2")
+    config.write_text(text)
+    exp = tmp_path / "exp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "voxmetric.cli", "train", str(config), "--out", str(exp), "-q"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    _wait_for(exp / "metrics.jsonl", process)
+    os.killpg(process.pid, signal.SIGTERM)  # the trainer and its DataLoader workers alike
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "interrupted, checkpoint saved" in out
+    assert 0 < load_checkpoint(exp / "checkpoints" / "last.pt")["batches_done"] < 150

@@ -19,6 +19,7 @@ and decodes only ``chunk_duration_s`` of audio.
 
 from __future__ import annotations
 
+import signal
 import warnings
 from dataclasses import dataclass
 
@@ -256,6 +257,10 @@ def _one_thread_per_worker(worker_id: int) -> None:
     # Workers only read and augment audio; N workers x all-core torch pools
     # would oversubscribe the CPUs the main process needs.
     torch.set_num_threads(1)
+    # A SIGTERM to the whole process group (a job scheduler, `kill -- -PGID`) is for the
+    # trainer to handle (save a checkpoint, then shut the workers down), not for workers
+    # to die of first: the trainer would see a dead worker instead of a stop request.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def make_loader(
