@@ -12,6 +12,7 @@ from voxmetric.checkpoint import load_checkpoint, load_embedding_model
 from voxmetric.cli import main
 from voxmetric.config import load_config
 from voxmetric.errors import ConfigError
+from voxmetric.models import build_model
 from voxmetric.train import train
 
 TINY_MODEL = {"name": "sinctdnn", "params": {"sinc_filters": 16, "conv_channels": 16, "tdnn_channels": 32,
@@ -260,3 +261,20 @@ def test_data_split_keeps_the_training_speakers_of_the_built_in_corpus(tmp_path)
     config.data.split = "holdout"
     with pytest.raises(ConfigError, match="'holdout' is not in"):
         build_corpus(config)
+
+
+def test_kaldi_trials_of_utterance_ids_evaluate(tmp_path, tiny_corpus):
+    from voxmetric.data.kaldi import write_kaldi_dir
+    from voxmetric.data.readers import read_voxceleb
+    from voxmetric.data.trials import read_trials
+    from voxmetric.evaluate.pipeline import evaluate_trials
+
+    corpus = read_voxceleb(tiny_corpus, progress=False)
+    trials = read_trials(tiny_corpus / "trials.txt")
+    write_kaldi_dir(corpus, tmp_path / "kaldi", trials=trials)
+    model = build_model(TINY_MODEL["name"], **TINY_MODEL["params"])
+    as_kaldi = evaluate_trials(model, tmp_path / "kaldi" / "trials", window_s=1.0, step_s=0.5, n_bootstrap=0,
+                               progress=False)
+    as_voxceleb = evaluate_trials(model, tiny_corpus / "trials.txt", window_s=1.0, step_s=0.5, n_bootstrap=0,
+                                  progress=False)
+    np.testing.assert_allclose(as_kaldi["scores"], as_voxceleb["scores"], atol=1e-6)

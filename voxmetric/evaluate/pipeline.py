@@ -47,13 +47,29 @@ def trial_keys(trials) -> list[str]:
     return list(dict.fromkeys(key for t in trials for key in (t.enrol, t.test)))
 
 
+def key_paths(keys: list[str], root: Path) -> list[Path]:
+    """The audio file of each trial key: ``root / key``, or in a Kaldi data dir (``root``
+    holds ``wav.scp``) the file its utterance id names."""
+    if not (root / "wav.scp").is_file():
+        return [root / key for key in keys]
+    from ..data.kaldi import read_wav_scp
+
+    table = read_wav_scp(str(root / "wav.scp"))
+    paths = []
+    for key in keys:
+        written = Path(table[key][0]) if key in table else Path(key)
+        paths.append(written if written.is_absolute() else root / written)
+    return paths
+
+
 def embed_keys(model: torch.nn.Module, keys: list[str], root: Path, window_s: float | None, step_s: float,
                device: str | torch.device = "cpu", progress: bool = True) -> EmbeddingTable:
-    """Embed the files ``root / key`` and index the embeddings by key."""
-    missing = [key for key in keys if not (root / key).is_file()]
+    """Embed the files of the trial keys (:func:`key_paths`) and index the embeddings by key."""
+    paths = key_paths(keys, root)
+    missing = [key for key, path in zip(keys, paths) if not path.is_file()]
     if missing:
         raise TrialsError(f"{len(missing)} trial files not found under {root}, e.g. '{missing[0]}'")
-    ids, matrix = extract_embeddings(model, [str(root / key) for key in keys], ids=keys, window_s=window_s,
+    ids, matrix = extract_embeddings(model, [str(p) for p in paths], ids=keys, window_s=window_s,
                                      step_s=step_s, device=device, progress=progress)
     return EmbeddingTable(ids, matrix, source=str(root))
 
