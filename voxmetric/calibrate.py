@@ -267,20 +267,19 @@ def calibrate_trials(model, trials_path: str | os.PathLike, audio_root: str | os
     """
     trials_path = os.fspath(trials_path)
     trials = read_trials(trials_path)
-    keys = sorted({key for trial in trials for key in (trial.enrol, trial.test)})
-    from .evaluate.pipeline import trial_root
+    from .evaluate.embeddings import EmbeddingTable
+    from .evaluate.pipeline import key_paths, trial_keys, trial_root
+    from .evaluate.scoring import score_trials
 
-    root = os.fspath(trial_root(trials_path, audio_root, keys[0]))
-    paths = [os.path.join(root, key) for key in keys]
-    missing = [path for path in paths if not os.path.isfile(path)]
+    # The files, embeddings and scores of the trials as `embed` + `score` would make them.
+    keys = trial_keys(trials)
+    root = trial_root(trials_path, audio_root, keys[0])
+    paths = key_paths(keys, root)
+    missing = [path for path in paths if not path.is_file()]
     if missing:
         raise TrialsError(f"{trials_path}: {len(missing)} file(s) not found under {root}, e.g. {missing[0]}")
-    embeddings = np.asarray(model.embed_batch(paths, progress=progress), dtype=np.float64)
-    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
-    row = {key: i for i, key in enumerate(keys)}
-    enrol = embeddings[[row[trial.enrol] for trial in trials]]
-    test = embeddings[[row[trial.test] for trial in trials]]
-    scores = np.einsum("ij,ij->i", enrol, test)
+    table = EmbeddingTable(keys, model.embed_batch([str(p) for p in paths], progress=progress), trials_path)
+    scores = score_trials(trials, table, source=trials_path)
     labels = np.array([trial.label for trial in trials], dtype=bool)
     return calibrate_from_scores(scores, labels, target_far=target_far, n_bootstrap=n_bootstrap, seed=seed,
                                  prior=prior, model=getattr(model, "fingerprint", None) or getattr(model, "name", None))
