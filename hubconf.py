@@ -1,7 +1,7 @@
 """torch.hub entry points for voxmetric's bundled pretrained speaker-embedding models.
 
 Load from a local clone (nothing is downloaded: the weights ship in
-``voxmetric/pretrained/``)::
+``voxmetric/inference/bundled/``)::
 
     import torch
     model = torch.hub.load("/path/to/voxmetric", "sinctdnn_aam", source="local")
@@ -12,7 +12,7 @@ Load from a local clone (nothing is downloaded: the weights ship in
 Each entry point returns the same object as ``voxmetric.load_model(name)``: a
 :class:`voxmetric.pretrained.SpeakerModel` (``.embed``, ``.embed_batch``, ``.score``,
 ``.verify``, ``.to(device)``; the ``torch.nn.Module`` is ``.network``). See the model
-cards in ``voxmetric/pretrained/`` for what each model was trained on.
+cards in ``voxmetric/inference/bundled/`` for what each model was trained on.
 """
 
 dependencies = ["torch", "numpy", "scipy", "soundfile"]
@@ -27,7 +27,7 @@ def sinctdnn_aam(device: str = "cpu"):
     Returns:
         ``voxmetric.pretrained.SpeakerModel``; 16 kHz input (other rates are resampled).
     """
-    from voxmetric.pretrained import load_model
+    from voxmetric.inference.speaker_model import load_model
 
     return load_model("sinctdnn-aam", device=device)
 
@@ -41,6 +41,6 @@ def ecapa_aam(device: str = "cpu"):
     Returns:
         ``voxmetric.pretrained.SpeakerModel``; 16 kHz input (other rates are resampled).
     """
-    from voxmetric.pretrained import load_model
+    from voxmetric.inference.speaker_model import load_model
 
     return load_model("ecapa-aam", device=device)

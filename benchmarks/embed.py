@@ -74,7 +74,7 @@ def rss_mb() -> float:
 
 def build(label: str, checkpoint: str | None = None) -> torch.nn.Module:
     if checkpoint:
-        from voxmetric.checkpoint import load_embedding_model
+        from voxmetric.inference.checkpoint import load_embedding_model
 
         return load_embedding_model(checkpoint)[0]
     name, params = MODELS[label]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from voxmetric import audio
-from voxmetric.data.synth import synthesize
+from voxmetric.data.synth.corpus import synthesize
 from voxmetric.data.trials import read_trials
 from voxmetric.evaluate.baseline import mean_mfcc_embedding
 

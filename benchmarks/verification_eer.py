@@ -48,7 +48,7 @@ def trial_sets(names: list[str]) -> dict[str, Path]:
                                 str(SHARED / "real"), str(out)], check=True)
             sets[name] = out / "trials.txt"
         elif name == "synth":
-            from voxmetric.data.synth import synthesize
+            from voxmetric.data.synth.corpus import synthesize
 
             sets[name] = Path(synthesize(REPO / "data" / "synth-default", progress=False).out_dir) / "test_trials.txt"
         else:
@@ -72,7 +72,7 @@ def embedder(system: str):
             return None
         encoder = VoiceEncoder("cpu", verbose=False)
         return lambda path: encoder.embed_utterance(preprocess_wav(path))
-    from voxmetric.pretrained import load_model
+    from voxmetric.inference.speaker_model import load_model
 
     model = load_model(system)
     return model.embed

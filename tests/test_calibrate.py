@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from voxmetric.calibrate import (MIN_PAIRS_PER_CLASS, CalibrationError, CalibrationResult, calibrate_from_scores,
+from voxmetric.deploy.calibrate import (MIN_PAIRS_PER_CLASS, CalibrationError, CalibrationResult, calibrate_from_scores,
                                  calibrate_trials)
 from voxmetric.errors import TrialsError
 

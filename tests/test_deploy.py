@@ -10,7 +10,7 @@ from voxmetric.cli import main
 from voxmetric.data.trials import read_trials
 from voxmetric.evaluate.pipeline import read_scores
 from voxmetric.models import build_model
-from voxmetric.pretrained import BUNDLED_DIR, SpeakerModel, load_model
+from voxmetric.inference.speaker_model import BUNDLED_DIR, SpeakerModel, load_model
 
 
 def _bundled(name):
@@ -40,7 +40,7 @@ def test_verify_and_embed_score_give_identical_scores(shared_data, tmp_path):
 
 def test_enrol_identify_round_trip_on_the_built_in_corpus(tmp_path):
     from voxmetric.data.readers import read_voxceleb
-    from voxmetric.data.synth import synthesize
+    from voxmetric.data.synth.corpus import synthesize
 
     _bundled("sinctdnn-aam")
     synthesize(tmp_path / "corpus", speakers=5, utterances=4, seed=11, workers=1, progress=False)
@@ -52,7 +52,7 @@ def test_enrol_identify_round_trip_on_the_built_in_corpus(tmp_path):
     correct = 0
     for speaker, utterances in by_speaker.items():
         model = load_model("sinctdnn-aam")
-        from voxmetric.deploy import identify
+        from voxmetric.deploy.enroll import identify
 
         result = identify(model, db, utterances[3].path, top=3)
         correct += result.candidates[0]["name"] == speaker

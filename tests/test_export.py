@@ -7,8 +7,8 @@ import torch
 
 from voxmetric.cli import main
 from voxmetric.errors import CheckpointError
-from voxmetric.export import FORMATS, TOLERANCE, ExportError, export_network, export_pretrained
-from voxmetric.pretrained import load_model
+from voxmetric.inference.export import FORMATS, TOLERANCE, ExportError, export_network, export_pretrained
+from voxmetric.inference.speaker_model import load_model
 
 from .test_pretrained import make_checkpoint, make_weights
 

@@ -6,7 +6,7 @@ import torch
 
 from voxmetric.data.readers import read_voxceleb
 from voxmetric.data.sampler import ChunkBatches
-from voxmetric.data.synth import synthesize
+from voxmetric.data.synth.corpus import synthesize
 from voxmetric.losses import build_loss
 from voxmetric.models import build_model
 

@@ -1,7 +1,7 @@
 """Pretrained models: weights files, load_model, SpeakerModel, verify, hub, fine-tuning.
 
 Most tests use a tiny SincTDNN exported to a weights file here; the ``bundled``
-tests run against the shipped ``voxmetric/pretrained/*.safetensors`` (skipped until
+tests run against the shipped ``voxmetric/inference/bundled/*.safetensors`` (skipped until
 they are built).
 """
 
@@ -15,15 +15,16 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from voxmetric import audio, pretrained
-from voxmetric.checkpoint import save_checkpoint
+from voxmetric import audio
+from voxmetric.inference import speaker_model as pretrained
+from voxmetric.inference.checkpoint import save_checkpoint
 from voxmetric.cli import main
-from voxmetric.quality import NoSpeechError
+from voxmetric.audio.quality import NoSpeechError
 from voxmetric.errors import AudioError, CheckpointError, VoxmetricError
 from voxmetric.evaluate.calibration import Calibration
-from voxmetric.export import export_pretrained, update_manifest
+from voxmetric.inference.export import export_pretrained, update_manifest
 from voxmetric.models import build_model
-from voxmetric.pretrained import BUNDLED, SpeakerModel, load_model, load_network_weights, read_weights
+from voxmetric.inference.speaker_model import BUNDLED, SpeakerModel, load_model, load_network_weights, read_weights
 
 from .conftest import REPO_ROOT
 from .test_train import TINY_MODEL, _config, tiny_corpus  # noqa: F401  (fixture)
@@ -341,8 +342,8 @@ def test_load_network_weights_with_another_architecture_is_a_clear_error(tiny_we
 
 @pytest.mark.slow
 def test_fine_tuning_from_an_exported_model(tmp_path, tiny_corpus, tiny_weights):  # noqa: F811
-    from voxmetric.config import load_config
-    from voxmetric.train import build_model_and_loss, train
+    from voxmetric.training.config import load_config
+    from voxmetric.training.trainer import build_model_and_loss, train
 
     config = load_config(_config(tmp_path, tiny_corpus, epochs=1, batches_per_epoch=2),
                          [f"init_from={tiny_weights}"])

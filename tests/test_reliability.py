@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from voxmetric.checkpoint import load_checkpoint, save_checkpoint
+from voxmetric.inference.checkpoint import load_checkpoint, save_checkpoint
 from voxmetric.errors import CheckpointError
 
 from .test_train import _config, tiny_corpus  # noqa: F401  (fixture)
@@ -74,8 +74,8 @@ def _wait_for(path, process, timeout_s=120):
 
 
 def _reference_weights(tmp_path, corpus, **training):
-    from voxmetric.config import load_config
-    from voxmetric.train import train
+    from voxmetric.training.config import load_config
+    from voxmetric.training.trainer import train
 
     training = training or {"epochs": 3}
     result = train(load_config(_config(tmp_path / "reference", corpus, **training)), tmp_path / "reference" / "exp",
@@ -138,9 +138,9 @@ def test_messy_corpus_scan_reports_bad_files_once_and_training_survives_late_one
     import soundfile as sf
 
     from voxmetric import audio
-    from voxmetric.config import load_config
+    from voxmetric.training.config import load_config
     from voxmetric.data.readers import read_speaker_folders
-    from voxmetric.train import train
+    from voxmetric.training.trainer import train
 
     corpus = tmp_path / "corpus"
     shutil.copytree(tiny_corpus / "train", corpus, symlinks=False)

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from voxmetric.speakerdb import ModelMismatchError, SpeakerDB, SpeakerDBError, UnknownSpeakerError
+from voxmetric.deploy.speakerdb import ModelMismatchError, SpeakerDB, SpeakerDBError, UnknownSpeakerError
 
 MODEL = "ecapa-small:sha256:0123abcd"
 

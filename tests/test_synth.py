@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from voxmetric import audio
-from voxmetric.data.synth import split_sizes, synthesize
+from voxmetric.data.synth.corpus import split_sizes, synthesize
 from voxmetric.data.trials import read_trials
 from voxmetric.errors import ConfigError, CorpusError
 from voxmetric.evaluate.baseline import mean_mfcc_embedding, mfcc

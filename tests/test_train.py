@@ -8,12 +8,12 @@ import torch
 import yaml
 
 from voxmetric import audio
-from voxmetric.checkpoint import load_checkpoint, load_embedding_model
+from voxmetric.inference.checkpoint import load_checkpoint, load_embedding_model
 from voxmetric.cli import main
-from voxmetric.config import load_config
+from voxmetric.training.config import load_config
 from voxmetric.errors import ConfigError
 from voxmetric.models import build_model
-from voxmetric.train import train
+from voxmetric.training.trainer import train
 
 TINY_MODEL = {"name": "sinctdnn", "params": {"sinc_filters": 16, "conv_channels": 16, "tdnn_channels": 32,
                                              "tdnn_stats_channels": 64, "embedding_dim": 16}}
@@ -160,7 +160,7 @@ def test_bad_corpus_files_are_left_out_or_fatal_with_strict(tmp_path, tiny_corpu
     import warnings as python_warnings
 
     from voxmetric.errors import CorpusError
-    from voxmetric.train import build_corpus
+    from voxmetric.training.trainer import build_corpus
 
     corpus = tmp_path / "corpus"
     shutil.copytree(tiny_corpus / "train", corpus, symlinks=False)
@@ -244,10 +244,10 @@ def test_a_fresh_run_never_mixes_with_an_earlier_one(tmp_path, tiny_corpus):
 
 
 def test_data_split_keeps_the_training_speakers_of_the_built_in_corpus(tmp_path):
-    from voxmetric.config import config_from_dict
-    from voxmetric.data.synth import synthesize
+    from voxmetric.training.config import config_from_dict
+    from voxmetric.data.synth.corpus import synthesize
     from voxmetric.data.trials import read_trials
-    from voxmetric.train import build_corpus
+    from voxmetric.training.trainer import build_corpus
 
     synthesize(tmp_path / "corpus", speakers=10, utterances=2, seed=2, workers=1, progress=False)
     splits = json.loads((tmp_path / "corpus" / "splits.json").read_text())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from voxmetric.errors import ConfigError
-from voxmetric.vad import VadConfig, speech_duration_s, speech_segments, trim_silence
+from voxmetric.audio.vad import VadConfig, speech_duration_s, speech_segments, trim_silence
 
 SR = 16_000
 

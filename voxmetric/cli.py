@@ -14,7 +14,7 @@ from .errors import VoxmetricError
 
 
 def _cmd_synth(args) -> int:
-    from .data.synth import synthesize
+    from .data.synth.corpus import synthesize
 
     summary = synthesize(args.out_dir, speakers=args.speakers, utterances=args.utterances, seed=args.seed,
                          overwrite=args.overwrite, progress=not args.quiet)
@@ -23,8 +23,8 @@ def _cmd_synth(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .config import load_config
-    from .train import train
+    from .training.config import load_config
+    from .training.trainer import train
 
     config = load_config(args.config, args.set)
     out = args.out or _default_exp_dir(args.config)
@@ -83,7 +83,7 @@ def _read_list(path: str) -> list[str]:
 
 
 def _load(args):
-    from .pretrained import load_model
+    from .inference.speaker_model import load_model
 
     return load_model(args.model, device=args.device, calibration=getattr(args, "calibration", None),
                       vad=not args.no_vad)
@@ -95,7 +95,7 @@ def _warn(warnings) -> None:
 
 
 def _cmd_verify(args) -> int:
-    from .deploy import verify_enrolled
+    from .deploy.enroll import verify_enrolled
 
     model = _load(args)
     if args.db:
@@ -120,7 +120,7 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
-    from .calibrate import calibrate_trials
+    from .deploy.calibrate import calibrate_trials
 
     result = calibrate_trials(_load(args), args.trials, audio_root=args.root, target_far=args.target_far,
                               n_bootstrap=args.bootstrap, progress=not args.quiet)
@@ -136,7 +136,7 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_enroll(args) -> int:
-    from .deploy import enroll
+    from .deploy.enroll import enroll
 
     speaker, warnings = enroll(_load(args), args.db, args.name, args.audio, replace=args.replace,
                                progress=not args.quiet)
@@ -146,7 +146,7 @@ def _cmd_enroll(args) -> int:
 
 
 def _cmd_identify(args) -> int:
-    from .deploy import identify
+    from .deploy.enroll import identify
 
     result = identify(_load(args), args.db, args.audio, top=args.top)
     if args.json:
@@ -161,7 +161,7 @@ def _cmd_identify(args) -> int:
 
 
 def _cmd_speakers(args) -> int:
-    from .speakerdb import SpeakerDB
+    from .deploy.speakerdb import SpeakerDB
 
     model = _load(args)
     with SpeakerDB.open(args.db, model.fingerprint, create=False) as db:
@@ -176,7 +176,7 @@ def _cmd_speakers(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .export import export_network
+    from .inference.export import export_network
 
     report = export_network(args.model, args.format, args.out)
     if report["verified"]:
@@ -219,8 +219,8 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .compare import compare
-    from .config import load_config
+    from .training.compare import compare
+    from .training.config import load_config
 
     config = load_config(args.config, args.set)
     losses = [name.strip() for name in args.losses.split(",") if name.strip()]
@@ -232,7 +232,7 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .training.demo import run_demo
 
     if not args.minutes > 0:
         raise VoxmetricError(f"demo --minutes must be positive, got {args.minutes}")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce a bundled model from scratch: bash recipes/bundled/build.sh sinctdnn-aam|ecapa-aam
-# Prepares the data (once), trains on CPU, exports weights + calibration into voxmetric/pretrained/.
+# Prepares the data (once), trains on CPU, exports weights + calibration into voxmetric/inference/bundled/.
 # CPU time is the budget (training.max_time_s), so the exact number of batches depends on the machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -7,7 +7,7 @@
    LibriSpeech speakers, never the test speakers of ``../shared/data/real``).
 3. Scores those trials exactly as ``load_model(...).verify`` does (VAD, level
    normalisation), fits the logistic calibration (cosine -> LLR) and takes the EER
-   threshold, then writes ``voxmetric/pretrained/<name>.safetensors`` (float16) and
+   threshold, then writes ``voxmetric/inference/bundled/<name>.safetensors`` (float16) and
    updates the manifest.
 
     python recipes/bundled/export.py sinctdnn-aam data/bundled/exp/sinctdnn-aam
@@ -25,8 +25,8 @@ import numpy as np
 from voxmetric.data.trials import read_trials
 from voxmetric.evaluate.calibration import eer_threshold, fit_calibration
 from voxmetric.evaluate.metrics import eer
-from voxmetric.export import export_pretrained, update_manifest
-from voxmetric.pretrained import BUNDLED_DIR, load_model
+from voxmetric.inference.export import export_pretrained, update_manifest
+from voxmetric.inference.speaker_model import BUNDLED_DIR, load_model
 
 CANDIDATE_SETTINGS = (
     {"window_s": None, "step_s": 0.1, "rms_dbfs": -26.0},
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         "config": config_text,
     }
     description = (f"{args.name}: trained on CPU on synthetic speakers and 220 LibriSpeech speakers "
-                   f"(not VoxCeleb); see voxmetric/pretrained/{args.name}.md")
+                   f"(not VoxCeleb); see voxmetric/inference/bundled/{args.name}.md")
     out = BUNDLED_DIR / f"{args.name}.safetensors"
     report = export_pretrained(checkpoint, out, calibration=calibration, threshold=threshold,
                                embedding_settings=settings, description=description, training_info=info)

@@ -31,7 +31,7 @@ from voxmetric import audio
 from voxmetric.data.corpus import Utterance
 from voxmetric.data.degrade import write_noise_folder, write_rir_folder
 from voxmetric.data.readers import read_speaker_folders
-from voxmetric.data.synth import synthesize
+from voxmetric.data.synth.corpus import synthesize
 from voxmetric.data.trials import make_trials, write_trials
 
 VAL_SPEAKERS = 31

@@ -53,7 +53,7 @@ def hum(rng: np.random.Generator, samples: int) -> np.ndarray:
 
 def babble(rng: np.random.Generator, samples: int, talkers: int, seed: int) -> np.ndarray:
     """Several synthetic talkers at once (speakers not in any corpus: seed offset)."""
-    from .synth import render_utterance
+    from .synth.corpus import render_utterance
 
     mix = np.zeros(samples, dtype=np.float64)
     for talker in range(talkers):

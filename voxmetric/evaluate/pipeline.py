@@ -145,7 +145,7 @@ def embed_files(model_spec: str, paths: list[str], out: str, window_s: float | N
     (the default, as for ``verify``) non-speech is trimmed first, so that embeddings
     scored here give exactly the scores ``verify`` prints.
     """
-    from ..pretrained import load_model
+    from ..inference.speaker_model import load_model
 
     model = load_model(model_spec, device=device, vad=vad)
     if window_s != MODEL_SETTING:

@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import inspect
 
-from voxmetric.errors import ConfigError
-from voxmetric.losses.aam import AAMLoss
-from voxmetric.losses.am_softmax import AMSoftmaxLoss
-from voxmetric.losses.base import ClassificationLoss, Loss
-from voxmetric.losses.ce import SoftmaxLoss
-from voxmetric.losses.center import CenterLoss
-from voxmetric.losses.coco import CoCoLoss
-from voxmetric.losses.contrastive import ContrastiveLoss
-from voxmetric.losses.margin import MarginSoftmaxLoss
-from voxmetric.losses.mining import MINING, TripletMiner
-from voxmetric.losses.subcenter import SubCenterAAMLoss
-from voxmetric.losses.triplet import TripletLoss
+from ..errors import ConfigError
+from .aam import AAMLoss
+from .am_softmax import AMSoftmaxLoss
+from .base import ClassificationLoss, Loss
+from .ce import SoftmaxLoss
+from .center import CenterLoss
+from .coco import CoCoLoss
+from .contrastive import ContrastiveLoss
+from .margin import MarginSoftmaxLoss
+from .mining import MINING, TripletMiner
+from .subcenter import SubCenterAAMLoss
+from .triplet import TripletLoss
 
 LOSSES: dict[str, type[Loss]] = {
     "ce": SoftmaxLoss,

@@ -7,9 +7,9 @@ import math
 import torch
 from torch import Tensor
 
-from voxmetric.errors import ConfigError
-from voxmetric.losses.base import check_positive
-from voxmetric.losses.margin import MarginSoftmaxLoss
+from ..errors import ConfigError
+from .base import check_positive
+from .margin import MarginSoftmaxLoss
 
 # Floor of sin^2(theta) = 1 - cos^2(theta): about the float32 resolution of that
 # difference. It keeps sqrt's gradient finite at theta = 0 (an embedding equal to

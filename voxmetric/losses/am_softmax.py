@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from voxmetric.losses.base import check_positive
-from voxmetric.losses.margin import MarginSoftmaxLoss
+from .base import check_positive
+from .margin import MarginSoftmaxLoss
 
 
 class AMSoftmaxLoss(MarginSoftmaxLoss):

@@ -25,7 +25,7 @@ import numbers
 import torch
 from torch import Tensor, nn
 
-from voxmetric.errors import ConfigError
+from ..errors import ConfigError
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:

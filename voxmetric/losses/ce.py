@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from voxmetric.losses.base import ClassificationLoss
+from .base import ClassificationLoss
 
 
 class SoftmaxLoss(ClassificationLoss):

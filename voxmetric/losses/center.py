@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from voxmetric.losses.base import check_positive
-from voxmetric.losses.ce import SoftmaxLoss
+from .base import check_positive
+from .ce import SoftmaxLoss
 
 
 class CenterLoss(SoftmaxLoss):

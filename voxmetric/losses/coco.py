@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from voxmetric.losses.margin import MarginSoftmaxLoss
+from .margin import MarginSoftmaxLoss
 
 
 class CoCoLoss(MarginSoftmaxLoss):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from voxmetric.losses.base import Loss, check_positive
-from voxmetric.losses.distances import check_distance, pairwise_distances
+from .base import Loss, check_positive
+from .distances import check_distance, pairwise_distances
 
 # Default margins: both push different speakers to cos <= 0.5
 # (1 - 0.5 = 0.5 cosine distance; sqrt(2 - 2 * 0.5) = 1 on the unit sphere).

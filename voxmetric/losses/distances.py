@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from voxmetric.errors import ConfigError
-from voxmetric.losses.base import check_choice
+from ..errors import ConfigError
+from .base import check_choice
 
 DISTANCES = ("cosine", "euclidean")
 

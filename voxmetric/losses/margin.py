@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from voxmetric.losses.base import ClassificationLoss, check_positive
+from .base import ClassificationLoss, check_positive
 
 
 class MarginSoftmaxLoss(ClassificationLoss):

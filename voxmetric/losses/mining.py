@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from voxmetric.losses.base import check_choice, check_positive
-from voxmetric.losses.distances import check_distance, pairwise_distances
+from .base import check_choice, check_positive
+from .distances import check_distance, pairwise_distances
 
 MINING = ("all", "hard", "semi_hard")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from voxmetric.losses.aam import AAMLoss
-from voxmetric.losses.base import check_count
+from .aam import AAMLoss
+from .base import check_count
 
 
 class SubCenterAAMLoss(AAMLoss):

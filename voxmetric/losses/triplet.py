@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from voxmetric.losses.base import Loss
-from voxmetric.losses.distances import pairwise_distances
-from voxmetric.losses.mining import TripletMiner
+from .base import Loss
+from .distances import pairwise_distances
+from .mining import TripletMiner
 
 
 class TripletLoss(Loss):

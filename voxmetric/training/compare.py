@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
-from .errors import ConfigError
-from .fileio import atomic_open
+from ..errors import ConfigError
+from ..fileio import atomic_open
 
 PAPER_LOSSES = ("ce", "center", "coco", "aam", "contrastive", "triplet")
 
@@ -79,7 +79,7 @@ def run_config(config: Config, loss_name: str, budget_batches: int | None, budge
 
 
 def _check(config: Config, losses: list[str]) -> None:
-    from .losses import LOSSES
+    from ..losses import LOSSES
 
     if not losses:
         raise ConfigError("--losses: give at least one loss name")
@@ -93,9 +93,9 @@ def _check(config: Config, losses: list[str]) -> None:
 def compare(config: Config, losses: list[str], out_dir: str, budget: str | None = None,
             progress: bool = True) -> CompareReport:
     """Train and evaluate one model per loss; write the table and plots (see module docstring)."""
-    from .checkpoint import load_embedding_model
-    from .evaluate.pipeline import cohort_embeddings, evaluate_trials
-    from .train import build_corpus, resolve_device, train
+    from ..inference.checkpoint import load_embedding_model
+    from ..evaluate.pipeline import cohort_embeddings, evaluate_trials
+    from .trainer import build_corpus, resolve_device, train
 
     _check(config, losses)
     budget_batches, budget_s = parse_budget(budget)
@@ -163,7 +163,7 @@ def results_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _write_report(out: Path, rows, curves, config: Config) -> CompareReport:
-    from .evaluate.plots import plot_det, plot_training_curves
+    from ..evaluate.plots import plot_det, plot_training_curves
 
     table = results_table(rows)
     trials = config.evaluation.trials

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import VoxmetricError
-from .evaluate.calibration import Calibration
-from .fileio import atomic_path
+from ..errors import VoxmetricError
+from ..evaluate.calibration import Calibration
+from ..fileio import atomic_path
 from .weights import EmbeddingSettings, sha256, write_weights
 from .weights import update_manifest  # noqa: F401  (part of this module's API too)
 
@@ -155,7 +155,7 @@ def export_network(name_or_path: str | os.PathLike, format: str, out_path: str |
         ExportError: unknown format, a missing optional package, an exporter failure,
             or an exported network that does not match PyTorch within :data:`TOLERANCE`.
     """
-    from .pretrained import load_model
+    from .speaker_model import load_model
 
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; allowed: {', '.join(FORMATS)}")

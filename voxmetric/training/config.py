@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
-from .fileio import atomic_open
+from ..errors import ConfigError
+from ..fileio import atomic_open
 
 
 @dataclass

@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .errors import VoxmetricError
+from ..errors import VoxmetricError
 
 SCHEMA_VERSION = 1
 _APPLICATION = "voxmetric-speakerdb"

@@ -18,8 +18,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from .errors import AudioError
-from .fileio import atomic_path
+from ..errors import AudioError
+from ..fileio import atomic_path
 
 SAMPLE_RATE_HZ = 16_000
 """Sample rate of every waveform inside voxmetric."""

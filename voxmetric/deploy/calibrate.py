@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data.trials import read_trials
-from .errors import TrialsError, VoxmetricError
-from .evaluate.calibration import Calibration, fit_calibration
-from .evaluate.metrics import det_curve, eer
-from .fileio import atomic_open
+from ..data.trials import read_trials
+from ..errors import TrialsError, VoxmetricError
+from ..evaluate.calibration import Calibration, fit_calibration
+from ..evaluate.metrics import det_curve, eer
+from ..fileio import atomic_open
 
 MIN_PAIRS_PER_CLASS = 50
 """Fewer target or non-target pairs than this: the intervals are too wide to be useful (warning)."""
@@ -267,9 +267,9 @@ def calibrate_trials(model, trials_path: str | os.PathLike, audio_root: str | os
     """
     trials_path = os.fspath(trials_path)
     trials = read_trials(trials_path)
-    from .evaluate.embeddings import EmbeddingTable
-    from .evaluate.pipeline import key_paths, trial_keys, trial_root
-    from .evaluate.scoring import score_trials
+    from ..evaluate.embeddings import EmbeddingTable
+    from ..evaluate.pipeline import key_paths, trial_keys, trial_root
+    from ..evaluate.scoring import score_trials
 
     # The files, embeddings and scores of the trials as `embed` + `score` would make them.
     keys = trial_keys(trials)

@@ -28,7 +28,7 @@ PROBE_BATCHES = 8
 def _probe_batches_per_s(config, probe_dir: Path) -> float:
     """Training speed of the demo network here: the loop's own time over a few batches."""
     from .compare import run_config
-    from .train import train
+    from .trainer import train
 
     probe = run_config(config, "aam", budget_batches=PROBE_BATCHES, budget_s=None)
     probe.validation.trials = None
@@ -38,7 +38,7 @@ def _probe_batches_per_s(config, probe_dir: Path) -> float:
 
 
 def run_demo(out_dir: str = "demo", budget_minutes: float = 10.0, progress: bool = True) -> int:
-    from .data.synth import synthesize
+    from ..data.synth.corpus import synthesize
 
     out = Path(out_dir)
     started = time.perf_counter()

@@ -43,13 +43,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .. import audio
-from ..errors import ConfigError, CorpusError
-from ..fileio import atomic_open
-from .corpus import Utterance
-from .synth_channel import apply_channel, draw_channel
-from .synth_speech import SAMPLE_RATE_HZ, draw_voice, make_lexicon, render_speech
-from .trials import make_trials, write_trials
+from ... import audio
+from ...errors import ConfigError, CorpusError
+from ...fileio import atomic_open
+from ..corpus import Utterance
+from .channel import apply_channel, draw_channel
+from .speech import SAMPLE_RATE_HZ, draw_voice, make_lexicon, render_speech
+from ..trials import make_trials, write_trials
 
 SYNTH_VERSION = 1
 """Bumped whenever the generator's output changes: a corpus records it in synth.json."""
@@ -247,7 +247,7 @@ by its utterances; noise is added at 5-30 dB SNR.
 
 
 def _write_readme(out: Path, params: dict, plans, total_duration_s: float) -> None:
-    from .. import __version__
+    from ... import __version__
 
     sizes = split_sizes(len(plans))
     text = _README.format(

@@ -30,10 +30,10 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..inference.checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, save_config
-from .errors import ConfigError, TrainingError
-from .fileio import atomic_open
+from ..errors import ConfigError, TrainingError
+from ..fileio import atomic_open
 
 
 @dataclass
@@ -79,8 +79,8 @@ def resolve_device(name: str) -> torch.device:
 def build_corpus(config: Config):
     """The training corpus: ``data.corpus`` (one folder or several, pooled), speakers
     with less than ``data.min_speaker_duration_s`` of audio left out."""
-    from .data.corpus import Corpus
-    from .data.readers import read_corpus
+    from ..data.corpus import Corpus
+    from ..data.readers import read_corpus
 
     roots = config.data.corpus if isinstance(config.data.corpus, list) else [config.data.corpus]
     if not any(roots):
@@ -112,8 +112,8 @@ def split_speakers(root: str, split: str) -> list[str]:
 
 
 def build_dataset(config: Config, corpus, start_batch: int = 0):
-    from .data.augment import Augmentation
-    from .data.sampler import ChunkBatches
+    from ..data.augment import Augmentation
+    from ..data.sampler import ChunkBatches
 
     augmentation = None
     if config.data.augmentation is not None:
@@ -138,8 +138,8 @@ def build_dataset(config: Config, corpus, start_batch: int = 0):
 
 
 def build_model_and_loss(config: Config, num_speakers: int) -> tuple[nn.Module, nn.Module]:
-    from .losses import build_loss
-    from .models import build_model
+    from ..losses import build_loss
+    from ..models import build_model
 
     model = build_model(config.model.name, **config.model.params)
     loss = build_loss(config.loss.name, embedding_dim=model.embedding_dim, num_speakers=num_speakers,
@@ -150,7 +150,7 @@ def build_model_and_loss(config: Config, num_speakers: int) -> tuple[nn.Module, 
             f"set data.chunks_per_speaker >= 2 (it is {config.data.chunks_per_speaker})"
         )
     if config.init_from:
-        from .pretrained import load_network_weights
+        from ..inference.speaker_model import load_network_weights
 
         load_network_weights(model, config.init_from)
     return model, loss
@@ -228,7 +228,7 @@ def validate(model: nn.Module, config: Config, device: torch.device, progress: b
     """EER (%) of the model on the validation trials, or None when there are none."""
     if not config.validation.trials:
         return None
-    from .evaluate.pipeline import evaluate_trials
+    from ..evaluate.pipeline import evaluate_trials
 
     result = evaluate_trials(
         model, config.validation.trials, config.validation.root, window_s=config.validation.window_s,
@@ -352,7 +352,7 @@ class Trainer:
     # --- loop -----------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        from .data.sampler import make_loader
+        from ..data.sampler import make_loader
 
         if distributed.is_main():
             self.out.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
-from .fileio import atomic_path
+from ..errors import CheckpointError
+from ..fileio import atomic_path
 
 FORMAT = "voxmetric-checkpoint"
 VERSION = 1
@@ -70,7 +70,7 @@ def load_embedding_model(path: str | os.PathLike, map_location: str = "cpu"):
         ``(model, checkpoint)``: the :class:`~voxmetric.models.EmbeddingModel`
         and the whole checkpoint dictionary (config, speakers, epoch, ...).
     """
-    from .models import build_model
+    from ..models import build_model
 
     state = load_checkpoint(path, map_location)
     model_config = state["config"]["model"]

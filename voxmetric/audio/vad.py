@@ -51,8 +51,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from .audio import SAMPLE_RATE_HZ
-from .errors import ConfigError
+from .io import SAMPLE_RATE_HZ
+from ..errors import ConfigError
 
 Segment = tuple[float, float]
 """``(start_s, end_s)`` of a speech region, in seconds from the start of the waveform."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.fft import irfft, next_fast_len, rfft, rfftfreq
 
-from .synth_speech import SAMPLE_RATE_HZ
+from .speech import SAMPLE_RATE_HZ
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
-from .evaluate.calibration import Calibration
-from .fileio import atomic_open
+from ..errors import CheckpointError
+from ..evaluate.calibration import Calibration
+from ..fileio import atomic_open
 
 FORMAT = "voxmetric-embedding-model/1"
 MANIFEST_FORMAT = "voxmetric-pretrained-manifest/1"

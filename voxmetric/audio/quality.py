@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import audio
-from .audio import SAMPLE_RATE_HZ
-from .errors import VoxmetricError
+from .. import audio
+from .io import SAMPLE_RATE_HZ
+from ..errors import VoxmetricError
 from .vad import (DEFAULT_CONFIG, Segment, VadConfig, frame_features, speech_duration_s, speech_segments,
                   trim_silence, true_runs)
 

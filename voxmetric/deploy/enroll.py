@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .pretrained import SpeakerModel, VerifyResult, _named
+from ..inference.speaker_model import SpeakerModel, VerifyResult, _named
 from .speakerdb import Speaker, SpeakerDB
 
 
