@@ -13,7 +13,7 @@ import torch
 from voxmetric.inference.checkpoint import load_checkpoint, save_checkpoint
 from voxmetric.errors import CheckpointError
 
-from .test_train import _config, tiny_corpus  # noqa: F401  (fixture)
+from .training.test_trainer import _config, tiny_corpus  # noqa: F401  (fixture)
 
 
 class _Exploit:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_vad import SR, speech_like, with_silences
+from .test_vad import SR, speech_like, with_silences
 from voxmetric import audio
 from voxmetric.audio.quality import (MAX_CLIPPING_RATIO, MIN_SPEECH_DURATION_S, NoSpeechError, assess, clipping_ratio,
                                load_speech)

@@ -10,7 +10,7 @@ from voxmetric.errors import CheckpointError
 from voxmetric.inference.export import FORMATS, TOLERANCE, ExportError, export_network, export_pretrained
 from voxmetric.inference.speaker_model import load_model
 
-from .test_pretrained import make_checkpoint, make_weights
+from .test_speaker_model import make_checkpoint, make_weights
 
 TINY_ECAPA = {"name": "ecapa", "params": {"channels": 32, "embedding_dim": 16}}
 LENGTHS = [12_345, 27_000, 65_432]  # samples: none a multiple of a frame hop

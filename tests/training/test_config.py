@@ -8,7 +8,7 @@ from voxmetric.training.config import Config, config_from_dict, load_config, sav
 from voxmetric.errors import ConfigError
 from voxmetric.training.trainer import lr_factor
 
-from .conftest import REPO_ROOT
+from ..conftest import REPO_ROOT
 
 
 def _write(tmp_path, data, name="exp.yml"):

@@ -26,8 +26,8 @@ from voxmetric.inference.export import export_pretrained, update_manifest
 from voxmetric.models import build_model
 from voxmetric.inference.speaker_model import BUNDLED, SpeakerModel, load_model, load_network_weights, read_weights
 
-from .conftest import REPO_ROOT
-from .test_train import TINY_MODEL, _config, tiny_corpus  # noqa: F401  (fixture)
+from ..conftest import REPO_ROOT
+from ..training.test_trainer import TINY_MODEL, _config, tiny_corpus  # noqa: F401  (fixture)
 
 SETTINGS = {"window_s": 1.0, "step_s": 0.5, "rms_dbfs": None}
 
