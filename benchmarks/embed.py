@@ -74,9 +74,9 @@ def rss_mb() -> float:
 
 def build(label: str, checkpoint: str | None = None) -> torch.nn.Module:
     if checkpoint:
-        from voxmetric.inference.checkpoint import load_embedding_model
+        from voxmetric.inference.loading import load_network
 
-        return load_embedding_model(checkpoint)[0]
+        return load_network(checkpoint)[0]
     name, params = MODELS[label]
     torch.manual_seed(0)
     return build_model(name, **params).eval()

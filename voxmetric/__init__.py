@@ -2,7 +2,7 @@
 
 from .errors import VoxmetricError
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["VoxmetricError", "__version__", "load_model"]
 

@@ -43,7 +43,7 @@ def _default_exp_dir(config_path: str) -> str:
 
 
 def _cmd_embed(args) -> int:
-    from .evaluate.pipeline import embed_files
+    from .inference.speaker_model import MODEL_SETTING, embed_to_file
 
     import os
 
@@ -56,7 +56,6 @@ def _cmd_embed(args) -> int:
         ids, paths = paths, [os.path.join(args.root, p) for p in paths]
     else:
         ids = None
-    from .evaluate.pipeline import MODEL_SETTING
 
     if args.step is not None and not args.step > 0:
         raise VoxmetricError(f"embed --step must be positive, got {args.step}")
@@ -64,7 +63,7 @@ def _cmd_embed(args) -> int:
         raise VoxmetricError(f"embed --window must be positive (or 0 for whole files), got {args.window}")
     window_s = MODEL_SETTING if args.window is None else _window(args.window)
     step_s = MODEL_SETTING if args.step is None else args.step
-    count, dim = embed_files(args.model, paths, args.out, window_s=window_s, step_s=step_s,
+    count, dim = embed_to_file(args.model, paths, args.out, window_s=window_s, step_s=step_s,
                              device=args.device, progress=not args.quiet, vad=not args.no_vad, ids=ids)
     print(f"wrote {count} embeddings of dimension {dim} to {args.out}")
     return 0
@@ -259,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="End-to-end speaker verification with metric learning.",
         epilog="Run 'voxmetric COMMAND --help' for a command's options.",
     )
-    from . import __version__
+    from ._version import __version__
 
     parser.add_argument("--version", action="version", version=f"voxmetric {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -33,3 +33,39 @@ class CheckpointError(VoxmetricError):
 
 class TrainingError(VoxmetricError):
     """Training cannot go on (e.g. the loss diverged to NaN); the message says what to change."""
+
+
+class EmbeddingsError(VoxmetricError):
+    """An embeddings file is missing, corrupt, of an unknown format or inconsistent."""
+
+
+class ScoresError(VoxmetricError):
+    """Scores or labels cannot be evaluated (no targets, NaN scores, bad labels)."""
+
+
+class SpeakerDBError(VoxmetricError):
+    """A speaker database is missing, not a voxmetric database, or used inconsistently."""
+
+
+class ModelMismatchError(SpeakerDBError):
+    """The database holds embeddings of another model."""
+
+
+class UnknownSpeakerError(SpeakerDBError):
+    """No speaker of that name is enrolled."""
+
+
+class CalibrationError(VoxmetricError):
+    """Calibration pairs or a calibration file are unusable (the message says why)."""
+
+
+class NoSpeechError(VoxmetricError):
+    """A recording holds no speech (silence, steady noise or hum): there is nothing to verify."""
+
+
+class ExportError(VoxmetricError):
+    """A model cannot be exported in the asked format, or the export does not match PyTorch."""
+
+
+class InputTooShortError(AudioError):
+    """A waveform is shorter than the shortest input a model can embed."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from voxmetric.data.trials import read_trials
-from voxmetric.evaluate.calibration import eer_threshold, fit_calibration
+from voxmetric.evaluate.calibration import fit_calibration, threshold_at
 from voxmetric.evaluate.metrics import eer
 from voxmetric.inference.export import export_pretrained, update_manifest
 from voxmetric.inference.speaker_model import BUNDLED_DIR, load_model
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
                 best = (value, settings, scores, labels)
     value, settings, scores, labels = best
     calibration = fit_calibration(scores, labels)
-    threshold = eer_threshold(scores, labels)
+    threshold = threshold_at(scores, labels)
     config_text = (exp / "config.yml").read_text()
     info = {
         "recipe": f"recipes/bundled/build.sh {args.name}",

@@ -3,10 +3,12 @@
 import time
 import warnings
 
+from pathlib import Path
+
 import pytest
 
 from voxmetric.data.corpus import Corpus, Utterance
-from voxmetric.data.trials import Trial, make_trials, read_trials, resolve_trials, write_trials
+from voxmetric.data.trials import Trial, key_paths, make_trials, read_trials, trial_keys, trial_root, write_trials
 from voxmetric.errors import TrialsError
 
 TRIALS = [Trial(1, "id1/a/00001.wav", "id1/b/00002.wav"), Trial(0, "id1/a/00001.wav", "id2/c/00001.wav")]
@@ -168,18 +170,48 @@ def test_make_trials_nontargets_cover_speaker_pairs_evenly():
 # ---------------------------------------------------------------- resolving
 
 
-def test_resolve_trials_by_uid_and_relative_path():
-    utts = [Utterance(f"u{i}", f"/data/wav/spk{i % 2}/{i}.wav", f"spk{i % 2}", 1.0) for i in range(4)]
-    corpus = Corpus(utts, root="/data")
-    trials = [Trial(1, "u0", "wav/spk0/2.wav"), Trial(0, "spk0/2.wav", "u1"), Trial(0, "u2", "u3")]
-    resolved = resolve_trials(trials, corpus)
-    names = [u.uid for u in resolved.utterances]
-    assert names == ["u0", "u2", "u1", "u3"]  # u2 spelled two ways, embedded once
-    assert resolved.enrol_index.tolist() == [0, 1, 1] and resolved.test_index.tolist() == [1, 2, 3]
-    assert resolved.labels.tolist() == [1, 0, 0]
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
 
 
-def test_resolve_trials_reports_missing_keys():
-    corpus = Corpus([Utterance("u0", "/d/u0.wav", "a", 1.0)], root="/d")
-    with pytest.raises(TrialsError, match=r"'nope1' matches no utterance \(2 of 3 distinct keys missing\)"):
-        resolve_trials([Trial(0, "u0", "nope1"), Trial(0, "nope2", "u0")], corpus)
+def test_key_paths_are_relative_to_the_root_and_missing_files_are_named(tmp_path):
+    _touch(tmp_path / "spk0" / "a.wav")
+    assert key_paths(["spk0/a.wav"], tmp_path) == [tmp_path / "spk0" / "a.wav"]
+    with pytest.raises(TrialsError, match=r"lst: 1 trial file\(s\) not found under .*'spk0/b.wav'"):
+        key_paths(["spk0/a.wav", "spk0/b.wav"], tmp_path, "lst")
+
+
+def test_trial_root_finds_the_wav_folder_beside_a_voxceleb_list(tmp_path):
+    _touch(tmp_path / "wav" / "id1" / "x.wav")
+    assert trial_root(tmp_path / "trials.txt", None, "id1/x.wav") == tmp_path / "wav"
+    assert trial_root(tmp_path / "trials.txt", "/elsewhere", "id1/x.wav") == Path("/elsewhere")
+    assert trial_keys([Trial(1, "a", "b"), Trial(0, "b", "c")]) == ["a", "b", "c"]
+
+
+def test_kaldi_relative_paths_resolve_from_the_current_directory_as_in_kaldi(tmp_path, monkeypatch):
+    # s5/data/test/wav.scp holds wav/x.wav, meaning s5/wav/x.wav: the recipe runs from s5/
+    s5 = tmp_path / "s5"
+    _touch(s5 / "wav" / "x.wav")
+    data = s5 / "data" / "test"
+    data.mkdir(parents=True)
+    (data / "wav.scp").write_text("utt1 wav/x.wav\n")
+    monkeypatch.chdir(s5)
+    assert key_paths(["utt1"], data) == [s5 / "wav" / "x.wav"]
+
+
+def test_kaldi_paths_relative_to_the_data_dir_still_work_and_are_announced_once(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    _touch(data / "audio" / "x.wav")
+    (data / "wav.scp").write_text("utt1 audio/x.wav\nutt2 audio/x.wav\n")
+    monkeypatch.chdir(tmp_path / "data" / "audio")
+    assert key_paths(["utt1", "utt2"], data) == [data / "audio" / "x.wav"] * 2
+    assert capsys.readouterr().err.count("relative to") == 1
+
+
+def test_a_trial_key_missing_from_wav_scp_is_an_error_naming_wav_scp_and_the_key(tmp_path):
+    _touch(tmp_path / "x.wav")
+    (tmp_path / "wav.scp").write_text(f"utt1 {tmp_path / 'x.wav'}\n")
+    with pytest.raises(TrialsError, match=r"trials.txt: trial key 'utt9' is not an utterance id of .*wav.scp"):
+        key_paths(["utt1", "utt9"], tmp_path, "trials.txt")

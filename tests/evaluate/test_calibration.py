@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from voxmetric.evaluate.calibration import Calibration, cllr, eer_threshold, fit_calibration
+from voxmetric.evaluate.calibration import Calibration, cllr, fit_calibration, threshold_at
 from voxmetric.evaluate.metrics import ScoresError, eer
 
 
@@ -61,8 +61,8 @@ def test_llr_and_bayes_threshold():
 def test_eer_threshold_is_the_eer_point():
     scores = np.array([0.1, 0.2, 0.3, 0.35, 0.6, 0.7, 0.8, 0.4])
     labels = np.array([0, 0, 0, 1, 1, 1, 1, 0])
-    assert eer_threshold(scores, labels) == eer(scores, labels)[1]
-    assert 0.3 <= eer_threshold(scores, labels) <= 0.6
+    assert threshold_at(scores, labels) == eer(scores, labels)[1]
+    assert 0.3 <= threshold_at(scores, labels) <= 0.6
 
 
 def test_cllr_reference_points():

@@ -84,7 +84,7 @@ def test_export_pretrained_checks_its_inputs(tmp_path):
         export_pretrained(checkpoint, tmp_path / "w.bin", **common)
     with pytest.raises(ValueError, match="rms_dbfs must be a negative number"):
         export_pretrained(checkpoint, tmp_path / "w.safetensors", **{**common, "embedding_settings": {"rms_dbfs": 3}})
-    with pytest.raises(CheckpointError, match="no such checkpoint"):
+    with pytest.raises(CheckpointError, match="neither a bundled model .* nor an existing file"):
         export_pretrained(tmp_path / "missing.pt", tmp_path / "w.safetensors", **common)
     report = export_pretrained(checkpoint, tmp_path / "w32.safetensors", dtype="float32", **common)
     assert report["min_cosine_vs_float32"] == pytest.approx(1.0, abs=1e-6)

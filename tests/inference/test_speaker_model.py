@@ -16,6 +16,7 @@ import torch
 from safetensors import safe_open
 
 from voxmetric import audio
+from voxmetric.inference import loading
 from voxmetric.inference import speaker_model as pretrained
 from voxmetric.inference.checkpoint import save_checkpoint
 from voxmetric.cli import main
@@ -24,7 +25,8 @@ from voxmetric.errors import AudioError, CheckpointError, VoxmetricError
 from voxmetric.evaluate.calibration import Calibration
 from voxmetric.inference.export import export_pretrained, update_manifest
 from voxmetric.models import build_model
-from voxmetric.inference.speaker_model import BUNDLED, SpeakerModel, load_model, load_network_weights, read_weights
+from voxmetric.inference.speaker_model import BUNDLED, SpeakerModel, load_model, load_network_weights
+from voxmetric.inference.weights import read_weights
 
 from ..conftest import REPO_ROOT
 from ..training.test_trainer import TINY_MODEL, _config, tiny_corpus  # noqa: F401  (fixture)
@@ -62,7 +64,7 @@ def fake_bundled(tmp_path, monkeypatch, tiny_weights) -> Path:
     folder.mkdir()
     shutil.copy(tiny_weights, folder / "sinctdnn-aam.safetensors")
     update_manifest(folder)
-    monkeypatch.setattr(pretrained, "BUNDLED_DIR", folder)
+    monkeypatch.setattr(loading, "BUNDLED_DIR", folder)
     return folder
 
 
@@ -124,7 +126,7 @@ def test_bundled_file_missing_from_the_manifest_is_refused(fake_bundled):
 
 
 def test_bundled_model_not_built_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(pretrained, "BUNDLED_DIR", tmp_path)
+    monkeypatch.setattr(loading, "BUNDLED_DIR", tmp_path)
     with pytest.raises(CheckpointError, match="bundled model 'ecapa-aam' is not installed"):
         load_model("ecapa-aam")
 

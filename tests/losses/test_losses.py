@@ -438,8 +438,8 @@ def test_unknown_param_is_named():
 @pytest.mark.parametrize(
     "name, params, message",
     [
-        ("triplet", {"mining": "semihard"}, r"unknown mining 'semihard'.*'semi_hard'"),
-        ("triplet", {"distance": "l2"}, r"unknown distance 'l2'.*'cosine', 'euclidean'"),
+        ("triplet", {"mining": "semihard"}, r"mining must be one of .*'semi_hard'.*, got 'semihard'"),
+        ("triplet", {"distance": "l2"}, r"distance must be one of 'cosine', 'euclidean', got 'l2'"),
         ("contrastive", {"distance": "cosine", "normalize": False}, "normalize=False"),
         ("aam", {"margin_rad": 28.6}, r"28.6.*degrees.*0.4992"),
         ("aam", {"scale": 0}, r"scale must be > 0, got 0"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import math
 
 import pytest
 import torch
@@ -324,13 +325,13 @@ def test_registry_aliases_and_config_round_trip():
 
 
 def test_registry_errors_name_the_bad_name_or_parameter():
-    with pytest.raises(ConfigError, match=r"unknown model 'resnet'.*ecapa_tdnn.*sincnet_tdnn.*xvector"):
+    with pytest.raises(ConfigError, match=r"unknown model 'resnet'; allowed:.*sincnet_tdnn.*xvector.*ecapa_tdnn"):
         build_model("resnet")
     with pytest.raises(ConfigError, match=r"unknown parameter 'tdnn_chanels'.*allowed:.*tdnn_channels"):
         build_model("sinctdnn", tdnn_chanels=128)
     with pytest.raises(ConfigError, match=r"model 'sinctdnn': SincNet: strides must be a list of 3 integers, got \[5, 1\]"):
         build_model("sinctdnn", strides=[5, 1])
-    with pytest.raises(ConfigError, match=r"model 'sinctdnn': SincTDNN: tdnn_channels must be an integer, got 'big'"):
+    with pytest.raises(ConfigError, match=r"model 'sinctdnn': SincTDNN: tdnn_channels must be an integer >= 1, got 'big'"):
         build_model("sinctdnn", tdnn_channels="big")
     with pytest.raises(ConfigError, match=r"sinc_kernel_samples must be odd, got 250"):
         build_model("sinctdnn", sinc_kernel_samples=250)
@@ -353,3 +354,25 @@ def test_docstring_examples(module):
     torch.manual_seed(0)
     result = doctest.testmod(importlib.import_module(name), extraglobs={"torch": torch})
     assert result.failed == 0
+
+
+# --- level invariance of the filterbank features (Kaldi's log floor) --------------------------
+
+
+@pytest.mark.parametrize("cls", ["Fbank", "MFCC"])
+def test_a_quieter_copy_gives_the_same_features_minus_a_constant(cls, shared_data):
+    """-40 dB is a constant shift of log-mel energies (2 ln 0.01 = -9.21 nats); with MFCCs only c0 moves."""
+    import voxmetric.models as models
+    from voxmetric import audio
+
+    waveform = torch.from_numpy(audio.read(shared_data / "real" / "ls-1998" / sorted(
+        p.name for p in (shared_data / "real" / "ls-1998").iterdir())[0]))[None]
+    features = getattr(models, cls)(cmn=False)
+    loud = features(waveform)
+    quiet = features(waveform * 0.01)
+    if cls == "Fbank":
+        torch.testing.assert_close(quiet, loud + 2 * math.log(0.01), atol=2e-3, rtol=0)
+    else:
+        shift = quiet - loud
+        torch.testing.assert_close(shift[:, 1:], torch.zeros_like(shift[:, 1:]), atol=2e-3, rtol=0)
+        assert torch.allclose(shift[:, 0], shift[0, 0, 0].expand_as(shift[:, 0]), atol=2e-3)

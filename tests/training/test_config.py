@@ -6,7 +6,7 @@ import yaml
 from voxmetric.training.compare import parse_budget, run_config
 from voxmetric.training.config import Config, config_from_dict, load_config, save_config
 from voxmetric.errors import ConfigError
-from voxmetric.training.trainer import lr_factor
+from voxmetric.training.optim import lr_factor
 
 from ..conftest import REPO_ROOT
 

@@ -8,7 +8,8 @@ import torch
 import yaml
 
 from voxmetric import audio
-from voxmetric.inference.checkpoint import load_checkpoint, load_embedding_model
+from voxmetric.inference.checkpoint import load_checkpoint
+from voxmetric.inference.loading import load_network
 from voxmetric.cli import main
 from voxmetric.training.config import load_config
 from voxmetric.errors import ConfigError
@@ -62,8 +63,8 @@ def _config(tmp_path, corpus, **training):
         "loss": {"name": "aam"},
         "optimizer": {"name": "adam", "lr": 0.005},
         "training": {"epochs": 2, "batches_per_epoch": 3, "log_every_batches": 1, **training},
-        "validation": {"trials": str(corpus / "trials.txt"), "root": str(corpus / "wav"), "window_s": 1.0,
-                       "step_s": 0.5},
+        "frontend": {"window_s": 1.0, "step_s": 0.5},
+        "validation": {"trials": str(corpus / "trials.txt"), "root": str(corpus / "wav")},
     }
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "config.yml"
@@ -148,7 +149,7 @@ def test_cli_train_embed_score_eval(tmp_path, tiny_corpus, capsys):
     assert "EER" in capsys.readouterr().out
 
     # The embedding model loads back without pickle and embeds deterministically.
-    model, state = load_embedding_model(checkpoint)
+    model, state = load_network(checkpoint)[0], load_checkpoint(checkpoint)
     x = torch.from_numpy(_speaker_audio(0, 0)[None])
     with torch.inference_mode():
         torch.testing.assert_close(model(x), model(x))
@@ -203,7 +204,7 @@ def test_compare_writes_the_paper_style_table(tmp_path, tiny_corpus, capsys):
     data = yaml.safe_load(config.read_text())
     data["validation"]["trials"] = None
     data["evaluation"] = {"trials": str(tiny_corpus / "trials.txt"), "root": str(tiny_corpus / "wav"),
-                          "window_s": 1.0, "step_s": 0.5, "snorm_top_n": 3, "cohort_utterances_per_speaker": 2,
+                          "snorm_top_n": 3, "cohort_utterances_per_speaker": 2,
                           "n_bootstrap": 20}
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "compare"
@@ -272,9 +273,10 @@ def test_kaldi_trials_of_utterance_ids_evaluate(tmp_path, tiny_corpus):
     corpus = read_voxceleb(tiny_corpus, progress=False)
     trials = read_trials(tiny_corpus / "trials.txt")
     write_kaldi_dir(corpus, tmp_path / "kaldi", trials=trials)
-    model = build_model(TINY_MODEL["name"], **TINY_MODEL["params"])
-    as_kaldi = evaluate_trials(model, tmp_path / "kaldi" / "trials", window_s=1.0, step_s=0.5, n_bootstrap=0,
-                               progress=False)
-    as_voxceleb = evaluate_trials(model, tiny_corpus / "trials.txt", window_s=1.0, step_s=0.5, n_bootstrap=0,
-                                  progress=False)
+    from voxmetric.inference.frontend import Frontend, FrontendSettings
+
+    model = Frontend(build_model(TINY_MODEL["name"], **TINY_MODEL["params"]),
+                     FrontendSettings(window_s=1.0, step_s=0.5))
+    as_kaldi = evaluate_trials(model, tmp_path / "kaldi" / "trials", n_bootstrap=0, progress=False)
+    as_voxceleb = evaluate_trials(model, tiny_corpus / "trials.txt", n_bootstrap=0, progress=False)
     np.testing.assert_allclose(as_kaldi["scores"], as_voxceleb["scores"], atol=1e-6)

@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import audio
 from .io import SAMPLE_RATE_HZ
-from ..errors import VoxmetricError
+from ..errors import NoSpeechError, VoxmetricError
 from .vad import (DEFAULT_CONFIG, Segment, VadConfig, frame_features, speech_duration_s, speech_segments,
                   trim_silence, true_runs)
 
@@ -61,10 +61,6 @@ NOISE_FLOOR_PERCENTILE = 5.0
 """Percentile of frame powers used as the noise power when there are no non-speech frames."""
 MAX_SNR_DB = 100.0
 """SNR estimates are clipped to +-this."""
-
-
-class NoSpeechError(VoxmetricError):
-    """A recording holds no speech (silence, steady noise or hum): there is nothing to verify."""
 
 
 @dataclass(frozen=True)

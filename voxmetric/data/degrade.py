@@ -22,6 +22,7 @@ from scipy.fft import irfft, next_fast_len, rfft, rfftfreq
 from scipy.signal import fftconvolve
 
 from .. import audio
+from ..audio import dsp
 from .augment import add_noise, band_limit, eq_tilt
 
 SAMPLE_RATE_HZ = audio.SAMPLE_RATE_HZ
@@ -69,13 +70,8 @@ def babble(rng: np.random.Generator, samples: int, talkers: int, seed: int) -> n
 
 
 def room_impulse_response(rng: np.random.Generator, rt60_s: float, drr_db: float) -> np.ndarray:
-    """Direct path + exponentially decaying diffuse tail reaching -60 dB at ``rt60_s``."""
-    n = int(rt60_s * SAMPLE_RATE_HZ)
-    t = np.arange(n) / SAMPLE_RATE_HZ
-    tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60_s)
-    tail[: int(0.003 * SAMPLE_RATE_HZ)] = 0.0  # reflections arrive after the direct sound
-    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
-    tail[0] = 1.0
+    """:func:`voxmetric.audio.dsp.room_impulse_response` (3 ms gap), peak 1, float32."""
+    tail = dsp.room_impulse_response(rng, rt60_s, drr_db, gap_s=0.003)
     return (tail / np.max(np.abs(tail))).astype(np.float32)
 
 

@@ -3,7 +3,7 @@
 A Kaldi data directory (also read by WeSpeaker and ESPnet) holds text tables,
 one record a line, fields separated by whitespace:
 
-    wav.scp   utt_id path            (path absolute or relative to the directory)
+    wav.scp   utt_id path            (path absolute, or relative to the current directory)
     utt2spk   utt_id speaker_id
     spk2utt   speaker_id utt_id ...  (optional; the inverse of utt2spk)
     utt2dur   utt_id duration_in_seconds   (optional)
@@ -18,13 +18,15 @@ folder-per-speaker ids have that property.
 
 Reading a whole directory into a :class:`~voxmetric.data.corpus.Corpus` (which
 may read audio headers for durations) is :func:`voxmetric.data.readers.read_kaldi_dir`;
-this module only parses and writes text.
+this module parses and writes text, and resolves ``wav.scp`` paths
+(:func:`resolve_wav_path`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 
 from ..errors import CorpusError, TrialsError
@@ -87,6 +89,34 @@ def read_wav_scp(path: str) -> dict[str, tuple[str, int]]:
             raise CorpusError(f"{path}:{lineno}: utterance '{uid}' already listed on line {table[uid][1]}")
         table[uid] = (rxfile, lineno)
     return table
+
+
+_said_data_dir_relative: set[str] = set()
+
+
+def resolve_wav_path(written: str, data_dir: str | os.PathLike) -> str:
+    """The file a ``wav.scp`` path names, resolved as Kaldi, kaldiio and lhotse resolve it.
+
+    A relative path is relative to the current directory (recipes run from the folder
+    above ``data/``: ``s5/data/train/wav.scp`` holds ``wav/x.wav`` for ``s5/wav/x.wav``).
+    Where no such file exists but one does relative to the data directory (how earlier
+    voxmetric versions read it), that one is used and the fact said once per data directory
+    on stderr.
+    """
+    if os.path.isabs(written):
+        return os.path.normpath(written)
+    from_cwd = os.path.abspath(written)
+    if os.path.exists(from_cwd):
+        return from_cwd
+    from_dir = os.path.normpath(os.path.join(os.path.abspath(data_dir), written))
+    if os.path.exists(from_dir):
+        key = os.path.abspath(data_dir)
+        if key not in _said_data_dir_relative:
+            _said_data_dir_relative.add(key)
+            print(f"note: {os.path.join(data_dir, 'wav.scp')}: relative paths are not found from the current "
+                  f"directory ({os.getcwd()}); reading them relative to {data_dir} instead", file=sys.stderr)
+        return from_dir
+    return from_cwd
 
 
 def read_utt2spk(path: str, known: dict[str, tuple[str, int]]) -> dict[str, str]:

@@ -406,7 +406,7 @@ def read_kaldi_dir(data_dir: str | os.PathLike, *, strict: bool = False, progres
     """
     data_dir = _existing_dir(data_dir)
     wav_scp, utt2spk, durations = kaldi.read_tables(data_dir)
-    paths = {uid: os.path.normpath(os.path.join(data_dir, rxfile)) for uid, (rxfile, _) in wav_scp.items()}
+    paths = {uid: kaldi.resolve_wav_path(rxfile, data_dir) for uid, (rxfile, _) in wav_scp.items()}
     report = ScanReport(data_dir)
     unmeasured = sorted({paths[uid] for uid in wav_scp if uid not in durations})
     headers = scan_headers(_stat_files(unmeasured, report), data_dir, report, progress)

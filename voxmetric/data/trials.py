@@ -18,6 +18,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -282,72 +283,51 @@ def make_trials(
 # ---------------------------------------------------------------- resolving
 
 
-@dataclass(frozen=True)
-class ResolvedTrials:
-    """Trials mapped onto a corpus, for embedding each recording once.
+# --- trial keys -> audio files --------------------------------------------------------
 
-    Attributes:
-        utterances: the distinct recordings the trials use, in first-use order.
-        enrol_index: ``(n_trials,)`` int64 index into ``utterances``.
-        test_index: ``(n_trials,)`` int64 index into ``utterances``.
-        labels: ``(n_trials,)`` int8, 1 same speaker, 0 different.
+
+def trial_root(trials_path: str | os.PathLike, root: str | os.PathLike | None, first_key: str) -> Path:
+    """Folder the trial list's keys are relative to.
+
+    ``root`` when given; otherwise the trial list's folder, or its ``wav/``
+    subfolder when the first key is found there (VoxCeleb lists are relative
+    to the ``wav`` root, which may sit beside the list).
     """
-
-    utterances: list[Utterance]
-    enrol_index: np.ndarray
-    test_index: np.ndarray
-    labels: np.ndarray
-
-
-def _key_table(corpus: Corpus) -> dict[str, Utterance]:
-    """Every spelling a trial key may use: uid, or path relative to root or root/wav."""
-    table: dict[str, Utterance] = {}
-    bases = [corpus.root, os.path.join(corpus.root, "wav")] if corpus.root else []
-    for u in corpus:
-        for base in bases:
-            table.setdefault(os.path.normpath(os.path.relpath(u.path, base)), u)
-        table.setdefault(os.path.normpath(u.path), u)
-    for u in corpus:  # uids win over paths that happen to look the same
-        table[u.uid] = u
-    return table
+    if root is not None:
+        return Path(root)
+    folder = Path(trials_path).resolve().parent
+    if not (folder / first_key).exists() and (folder / "wav" / first_key).exists():
+        return folder / "wav"
+    return folder
 
 
-def resolve_trials(trials: Sequence[Trial], corpus: Corpus) -> ResolvedTrials:
-    """Map trial keys to corpus utterances.
+def trial_keys(trials: Sequence[Trial]) -> list[str]:
+    """Unique trial keys, in order of first appearance."""
+    return list(dict.fromkeys(key for t in trials for key in (t.enrol, t.test)))
 
-    A key matches an utterance id, or the utterance's path relative to
-    ``corpus.root`` or to ``corpus.root/wav`` (the VoxCeleb convention), or
-    its absolute path.
+
+def key_paths(keys: Sequence[str], root: Path, trials_path: str | os.PathLike = "trials") -> list[Path]:
+    """The audio file of each trial key: ``root / key``; in a Kaldi data dir (``root`` holds
+    ``wav.scp``) the file the key's utterance id names there.
 
     Raises:
-        TrialsError: a key matches nothing; the message names the first such
-            key and how many distinct keys are missing.
+        TrialsError: a key is not in ``wav.scp``, or a file does not exist (the message
+            names the list, the first such key and how many there are).
     """
-    table = _key_table(corpus)
-    index: dict[str, int] = {}  # trial key -> position in `used`
-    position: dict[str, int] = {}  # uid -> position: two spellings, one embedding
-    used: list[Utterance] = []
-    missing: list[str] = []
-    for key in (k for t in trials for k in (t.enrol, t.test)):
-        if key in index:
-            continue
-        u = table.get(key) or table.get(os.path.normpath(key))
-        if u is None:
-            missing.append(key)
-            index[key] = -1
-            continue
-        if u.uid not in position:
-            position[u.uid] = len(used)
-            used.append(u)
-        index[key] = position[u.uid]
+    root = Path(root)
+    if (root / "wav.scp").is_file():
+        from .kaldi import read_wav_scp, resolve_wav_path
+
+        table = read_wav_scp(str(root / "wav.scp"))
+        unknown = [key for key in keys if key not in table]
+        if unknown:
+            raise TrialsError(f"{trials_path}: trial key '{unknown[0]}' is not an utterance id of "
+                              f"{root / 'wav.scp'} ({len(unknown)} of {len(keys)} keys are not)")
+        paths = [Path(resolve_wav_path(table[key][0], root)) for key in keys]
+    else:
+        paths = [root / key for key in keys]
+    missing = [key for key, path in zip(keys, paths) if not path.is_file()]
     if missing:
-        raise TrialsError(
-            f"{corpus.root or 'corpus'}: trial key '{missing[0]}' matches no utterance "
-            f"({len(missing)} of {len(index)} distinct keys missing)"
-        )
-    return ResolvedTrials(
-        utterances=used,
-        enrol_index=np.array([index[t.enrol] for t in trials], dtype=np.int64),
-        test_index=np.array([index[t.test] for t in trials], dtype=np.int64),
-        labels=np.array([t.label for t in trials], dtype=np.int8),
-    )
+        raise TrialsError(f"{trials_path}: {len(missing)} trial file(s) not found under {root}, "
+                          f"e.g. '{missing[0]}'")
+    return paths

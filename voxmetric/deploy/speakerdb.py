@@ -43,22 +43,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from ..errors import VoxmetricError
+from ..errors import ModelMismatchError, SpeakerDBError, UnknownSpeakerError, VoxmetricError
 
 SCHEMA_VERSION = 1
 _APPLICATION = "voxmetric-speakerdb"
-
-
-class SpeakerDBError(VoxmetricError):
-    """A speaker database is missing, not a voxmetric database, or used inconsistently."""
-
-
-class ModelMismatchError(SpeakerDBError):
-    """The database holds embeddings of another model."""
-
-
-class UnknownSpeakerError(SpeakerDBError):
-    """No speaker of that name is enrolled."""
 
 
 @dataclass(frozen=True, eq=False)  # eq would compare arrays ambiguously

@@ -18,6 +18,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.fft import dct, rfft
 
+from ..audio import dsp
+
 N_MELS = 40
 N_COEFFICIENTS = 20
 FRAME_S = 0.025
@@ -25,23 +27,11 @@ HOP_S = 0.010
 PRE_EMPHASIS = 0.97
 
 
-def _hz_to_mel(hz):
-    return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
-
-
-def _mel_to_hz(mel):
-    return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
-
-
 @lru_cache(maxsize=8)
 def mel_filterbank(sample_rate_hz: int, n_fft: int, n_mels: int = N_MELS) -> np.ndarray:
-    """``(n_mels, n_fft // 2 + 1)`` triangular filters, peak 1, HTK mel spacing."""
-    edges_hz = _mel_to_hz(np.linspace(0.0, _hz_to_mel(sample_rate_hz / 2), n_mels + 2))
-    bins_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate_hz)
-    low, centre, high = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
-    rising = (bins_hz - low) / (centre - low)
-    falling = (high - bins_hz) / (high - centre)
-    return np.maximum(0.0, np.minimum(rising, falling))
+    """``(n_fft // 2 + 1, n_mels)`` triangular filters from 0 Hz to Nyquist, peak 1, HTK mel
+    spacing (:func:`voxmetric.audio.dsp.mel_filterbank`)."""
+    return dsp.mel_filterbank(n_mels, n_fft, sample_rate_hz, 0.0, sample_rate_hz / 2).numpy()
 
 
 def mfcc(waveform: np.ndarray, sample_rate_hz: int = 16_000) -> np.ndarray:
@@ -65,7 +55,7 @@ def mfcc(waveform: np.ndarray, sample_rate_hz: int = 16_000) -> np.ndarray:
     n_fft = 1 << (frame - 1).bit_length()
     frames = np.lib.stride_tricks.sliding_window_view(x, frame)[::hop] * np.hamming(frame)
     power = np.abs(rfft(frames, n=n_fft, axis=1)) ** 2
-    log_mel = np.log(power @ mel_filterbank(sample_rate_hz, n_fft).T + 1e-10)
+    log_mel = np.log(power @ mel_filterbank(sample_rate_hz, n_fft) + 1e-10)
     return dct(log_mel, type=2, norm="ortho", axis=1)[:, 1 : N_COEFFICIENTS + 1]
 
 

@@ -19,15 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TrialsError, VoxmetricError
+from ..errors import EmbeddingsError, TrialsError, VoxmetricError
 from ..fileio import atomic_open, atomic_path
 
 FORMATS = (".npz", ".safetensors")
 """File name endings :func:`save_embeddings` and :func:`load_embeddings` understand."""
-
-
-class EmbeddingsError(VoxmetricError):
-    """An embeddings file is missing, corrupt, of an unknown format or inconsistent."""
 
 
 def _format(path: str) -> str:

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import VoxmetricError
+from ..errors import ScoresError, VoxmetricError
 
 DEFAULT_P_TARGETS = (0.01, 0.05)
 """P_target values of the VoxCeleb / NIST SRE style minDCF (C_miss = C_fa = 1)."""
 
-
-class ScoresError(VoxmetricError):
-    """Scores or labels cannot be evaluated (no targets, NaN scores, bad labels)."""
+DEFAULT_N_BOOTSTRAP = 1000
+"""Bootstrap replicates of every confidence interval voxmetric reports, unless told otherwise."""
 
 
 def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +48,7 @@ def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
         raise ScoresError(f"score of trial {where + 1} is {scores[where]}; scores must be finite")
     n_target = int(labels.sum())
     if n_target == 0 or n_target == labels.size:
-        missing = "target" if n_target == 0 else "non-target"
+        missing = "target (same-speaker)" if n_target == 0 else "non-target (different-speaker)"
         raise ScoresError(
             f"{labels.size} trials contain no {missing} trial; EER and minDCF need both kinds"
         )
@@ -164,7 +163,7 @@ def eer(scores, labels) -> tuple[float, float]:
 
 
 def eer_confidence_interval(
-    scores, labels, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0
+    scores, labels, n_bootstrap: int = DEFAULT_N_BOOTSTRAP, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Bootstrap confidence interval of the EER, resampling trials.
 
@@ -280,7 +279,7 @@ def evaluate_scores(
     scores,
     labels,
     p_targets: tuple[float, ...] = DEFAULT_P_TARGETS,
-    n_bootstrap: int = 1000,
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> dict:

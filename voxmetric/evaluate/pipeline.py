@@ -1,12 +1,20 @@
-"""Evaluation pipelines: files in, embeddings, scores and metrics out.
+"""Evaluation pipelines: trial lists in, embeddings, scores and metrics out.
 
-The one path every caller takes (``train`` validation, ``compare``, the
-``embed`` / ``score`` / ``eval`` commands): trial keys are resolved to audio
-files, embedded by :func:`~voxmetric.evaluate.extract.extract_embeddings`,
-scored by :func:`~voxmetric.evaluate.scoring.score_trials` and measured by
+Every path that measures a network on a trial list goes through here with an
+*embedder*: anything with ``embed_files(paths, progress=...) -> (files, dim)`` and
+``settings`` (with ``to_dict()``), i.e. the one front-end
+:class:`voxmetric.inference.frontend.Frontend` or a
+:class:`voxmetric.inference.speaker_model.SpeakerModel`. Training validation,
+``compare``, ``calibrate`` and ``embed`` + ``score`` + ``eval`` therefore embed each file
+the same way and give the same scores. This package never imports the embedders:
+they are handed in.
+
+Trial keys are resolved to files by :func:`voxmetric.data.trials.key_paths`; scores by
+:func:`~voxmetric.evaluate.scoring.score_trials`; metrics by
 :func:`~voxmetric.evaluate.metrics.evaluate_scores`.
 
-Score files hold one trial a line, ``SCORE ENROL TEST`` (SPEC section 3).
+Score files hold one trial a line, ``SCORE ENROL TEST``, the score written with 17
+significant digits (the float64 round-trips exactly).
 """
 
 from __future__ import annotations
@@ -16,92 +24,59 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from ..data.trials import read_trials
+from ..data.trials import Trial, key_paths, read_trials, trial_keys, trial_root
 from ..errors import TrialsError, VoxmetricError
 from ..fileio import atomic_open
-from .embeddings import EmbeddingTable, save_embeddings
-from .extract import extract_embeddings
-from .metrics import evaluate_scores
-from .scoring import score_trials, speaker_means
+from .embeddings import EmbeddingTable
+from .metrics import DEFAULT_N_BOOTSTRAP, evaluate_scores
+from .scoring import DEFAULT_TOP_N, score_trials, speaker_means
 
 
-def trial_root(trials_path: str | os.PathLike, root: str | os.PathLike | None, first_key: str) -> Path:
-    """Folder the trial list's paths are relative to.
-
-    ``root`` when given; otherwise the trial list's folder, or its ``wav/``
-    subfolder when the first key is found there (VoxCeleb lists are relative
-    to the ``wav`` root, which may sit beside the list).
-    """
-    if root is not None:
-        return Path(root)
-    folder = Path(trials_path).resolve().parent
-    if not (folder / first_key).exists() and (folder / "wav" / first_key).exists():
-        return folder / "wav"
-    return folder
+def embed_trial_files(embedder, trials_path: str | os.PathLike, trials: list[Trial],
+                      root: str | os.PathLike | None = None, progress: bool = True) -> EmbeddingTable:
+    """Embed every distinct file of a trial list once, indexed by trial key."""
+    keys = trial_keys(trials)
+    if not keys:
+        raise TrialsError(f"{trials_path}: no trials")
+    paths = key_paths(keys, trial_root(trials_path, root, keys[0]), trials_path)
+    return EmbeddingTable(keys, embedder.embed_files([str(p) for p in paths], progress=progress),
+                          source=os.fspath(trials_path))
 
 
-def trial_keys(trials) -> list[str]:
-    """Unique trial keys, in order of first appearance."""
-    return list(dict.fromkeys(key for t in trials for key in (t.enrol, t.test)))
-
-
-def key_paths(keys: list[str], root: Path) -> list[Path]:
-    """The audio file of each trial key: ``root / key``, or in a Kaldi data dir (``root``
-    holds ``wav.scp``) the file its utterance id names."""
-    if not (root / "wav.scp").is_file():
-        return [root / key for key in keys]
-    from ..data.kaldi import read_wav_scp
-
-    table = read_wav_scp(str(root / "wav.scp"))
-    paths = []
-    for key in keys:
-        written = Path(table[key][0]) if key in table else Path(key)
-        paths.append(written if written.is_absolute() else root / written)
-    return paths
-
-
-def embed_keys(model: torch.nn.Module, keys: list[str], root: Path, window_s: float | None, step_s: float,
-               device: str | torch.device = "cpu", progress: bool = True) -> EmbeddingTable:
-    """Embed the files of the trial keys (:func:`key_paths`) and index the embeddings by key."""
-    paths = key_paths(keys, root)
-    missing = [key for key, path in zip(keys, paths) if not path.is_file()]
-    if missing:
-        raise TrialsError(f"{len(missing)} trial files not found under {root}, e.g. '{missing[0]}'")
-    ids, matrix = extract_embeddings(model, [str(p) for p in paths], ids=keys, window_s=window_s,
-                                     step_s=step_s, device=device, progress=progress)
-    return EmbeddingTable(ids, matrix, source=str(root))
+def trial_scores(embedder, trials_path: str | os.PathLike, root: str | os.PathLike | None = None,
+                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, labels)`` of a trial list, in its order: cosine of the embedder's embeddings."""
+    trials = read_trials(trials_path)
+    table = embed_trial_files(embedder, trials_path, trials, root, progress)
+    return score_trials(trials, table, source=os.fspath(trials_path)), np.array([t.label for t in trials])
 
 
 def evaluate_trials(
-    model: torch.nn.Module,
+    embedder,
     trials_path: str | os.PathLike,
     root: str | os.PathLike | None = None,
-    window_s: float | None = 3.0,
-    step_s: float = 0.1,
-    device: str | torch.device = "cpu",
-    n_bootstrap: int = 1000,
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
     cohort: np.ndarray | None = None,
-    top_n: int = 400,
+    top_n: int = DEFAULT_TOP_N,
     progress: bool = True,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Embed, score and measure a trial list with ``model``.
+    """Embed, score and measure a trial list with ``embedder`` (module docstring).
 
     Returns:
         ``{"cosine": metrics, "snorm": metrics or None, "scores", "snorm_scores",
-        "labels"}`` where metrics are :func:`evaluate_scores` dictionaries and
-        the arrays are in trial order.
+        "labels", "frontend"}`` where metrics are :func:`evaluate_scores` dictionaries,
+        the arrays are in trial order and ``frontend`` the embedder's settings.
     """
     trials = read_trials(trials_path)
-    keys = trial_keys(trials)
-    table = embed_keys(model, keys, trial_root(trials_path, root, keys[0]), window_s, step_s, device, progress)
+    table = embed_trial_files(embedder, trials_path, trials, root, progress)
     labels = np.array([t.label for t in trials])
     scores = score_trials(trials, table, source=str(trials_path))
     result: dict[str, Any] = {
         "cosine": evaluate_scores(scores, labels, n_bootstrap=n_bootstrap, seed=seed),
         "snorm": None, "scores": scores, "snorm_scores": None, "labels": labels,
+        "frontend": embedder.settings.to_dict(),
     }
     if cohort is not None:
         snorm = score_trials(trials, table, cohort=cohort, top_n=min(top_n, len(cohort)), source=str(trials_path))
@@ -110,55 +85,25 @@ def evaluate_trials(
     return result
 
 
-def cohort_embeddings(model: torch.nn.Module, corpus, evaluation, device, seed: int = 0,
+def cohort_embeddings(embedder, corpus, utterances_per_speaker: int, seed: int = 0,
                       progress: bool = False) -> np.ndarray:
-    """Adaptive s-norm cohort: one mean embedding per training speaker (SPEC section 2).
+    """Adaptive s-norm cohort: one mean embedding per speaker of ``corpus``.
 
-    Each speaker is represented by up to ``evaluation.cohort_utterances_per_speaker``
-    of its utterances, drawn with ``seed``.
+    Each speaker is represented by up to ``utterances_per_speaker`` of its utterances,
+    drawn with ``seed``, embedded by ``embedder`` (the same front-end as the trials).
     """
     rng = np.random.default_rng(seed)
     chosen = []
     for utterances in corpus.by_speaker().values():
-        count = min(len(utterances), evaluation.cohort_utterances_per_speaker)
+        count = min(len(utterances), utterances_per_speaker)
         chosen += [utterances[i] for i in sorted(rng.choice(len(utterances), count, replace=False))]
-    ids, matrix = extract_embeddings(model, [u.path for u in chosen], ids=[u.uid for u in chosen],
-                                     window_s=evaluation.window_s, step_s=max(evaluation.step_s, 0.5),
-                                     device=device, progress=progress)
-    _, means = speaker_means(ids, matrix, {u.uid: u.speaker for u in chosen})
+    matrix = embedder.embed_files([u.path for u in chosen], progress=progress)
+    _, means = speaker_means([u.uid for u in chosen], matrix, {u.uid: u.speaker for u in chosen})
     return means
 
 
-MODEL_SETTING = "model"
-"""``embed_files`` window / step value meaning: the model's own extraction setting."""
-
-
-def embed_files(model_spec: str, paths: list[str], out: str, window_s: float | None | str = MODEL_SETTING,
-                step_s: float | str = MODEL_SETTING, device: str = "cpu", progress: bool = True,
-                vad: bool = True, ids: list[str] | None = None) -> tuple[int, int]:
-    """``voxmetric embed``: embeddings of audio files, ids = the paths as given.
-
-    ``model_spec`` is anything :func:`voxmetric.pretrained.load_model` takes (a bundled
-    name, a weights file, a training checkpoint); the files are embedded the way that
-    model embeds them (its window, step and input level, 3.0 s / 0.1 s for checkpoints)
-    unless ``window_s`` (``None`` = whole file) or ``step_s`` are given. With ``vad``
-    (the default, as for ``verify``) non-speech is trimmed first, so that embeddings
-    scored here give exactly the scores ``verify`` prints.
-    """
-    from ..inference.speaker_model import load_model
-
-    model = load_model(model_spec, device=device, vad=vad)
-    if window_s != MODEL_SETTING:
-        model.set_embedding(window_s=window_s)
-    if step_s != MODEL_SETTING:
-        model.set_embedding(step_s=step_s)
-    matrix = model.embed_batch(paths, progress=progress)
-    save_embeddings(out, [str(p) for p in (paths if ids is None else ids)], matrix)
-    return matrix.shape
-
-
 def score_file(trials_path: str, embeddings_path: str, out: str, cohort_path: str | None = None,
-               top_n: int = 400) -> int:
+               top_n: int = DEFAULT_TOP_N) -> int:
     """``voxmetric score``: score every trial, write ``SCORE ENROL TEST`` lines atomically."""
     trials = read_trials(trials_path)
     table = EmbeddingTable.load(embeddings_path)
@@ -166,7 +111,7 @@ def score_file(trials_path: str, embeddings_path: str, out: str, cohort_path: st
     scores = score_trials(trials, table, cohort=cohort, top_n=top_n, source=trials_path)
     with atomic_open(out) as f:
         for trial, score in zip(trials, scores):
-            f.write(f"{score:.6f} {trial.enrol} {trial.test}\n")
+            f.write(f"{score:.17g} {trial.enrol} {trial.test}\n")
     return len(trials)
 
 
@@ -196,7 +141,7 @@ def read_scores(path: str) -> dict[tuple[str, str], float]:
 
 
 def evaluate_score_file(trials_path: str, scores_path: str, plot_path: str | None = None,
-                        json_path: str | None = None, n_bootstrap: int = 1000, seed: int = 0,
+                        json_path: str | None = None, n_bootstrap: int = DEFAULT_N_BOOTSTRAP, seed: int = 0,
                         histogram_path: str | None = None) -> dict[str, Any]:
     """``voxmetric eval``: EER with CI and minDCF of a score file against its trial list."""
     from .plots import plot_det, plot_score_histogram

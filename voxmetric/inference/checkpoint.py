@@ -61,22 +61,3 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"understands ({VERSION}); upgrade voxmetric"
         )
     return state
-
-
-def load_embedding_model(path: str | os.PathLike, map_location: str = "cpu"):
-    """The embedding network stored in a training checkpoint, in eval mode.
-
-    Returns:
-        ``(model, checkpoint)``: the :class:`~voxmetric.models.EmbeddingModel`
-        and the whole checkpoint dictionary (config, speakers, epoch, ...).
-    """
-    from ..models import build_model
-
-    state = load_checkpoint(path, map_location)
-    model_config = state["config"]["model"]
-    model = build_model(model_config["name"], **model_config["params"])
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not fit the model it describes ({error})") from None
-    return model.eval(), state

@@ -37,10 +37,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import VoxmetricError
+from ..errors import ExportError, VoxmetricError
 from ..evaluate.calibration import Calibration
 from ..fileio import atomic_path
-from .weights import EmbeddingSettings, sha256, write_weights
+from .frontend import FrontendSettings
+from .loading import load_network
+from .weights import sha256, write_weights
 from .weights import update_manifest  # noqa: F401  (part of this module's API too)
 
 FORMATS = ("onnx", "torchscript")
@@ -48,10 +50,6 @@ FORMATS = ("onnx", "torchscript")
 
 TOLERANCE = 1e-4
 """Largest absolute difference from PyTorch's embeddings an exported network may show."""
-
-
-class ExportError(VoxmetricError):
-    """A model cannot be exported in the asked format, or the export does not match PyTorch."""
 
 
 # --- voxmetric weights files (format: voxmetric.weights) -------------------------------
@@ -63,7 +61,7 @@ def export_pretrained(
     *,
     calibration: Calibration | dict | None,
     threshold: float | None,
-    embedding_settings: EmbeddingSettings | dict,
+    embedding_settings: FrontendSettings | dict,
     description: str,
     training_info: dict[str, Any] | None = None,
     dtype: str = "float16",
@@ -75,7 +73,7 @@ def export_pretrained(
         out_path: the ``.safetensors`` file to write.
         calibration: ``llr = scale * cosine + offset`` (:class:`Calibration` or dict), or None.
         threshold: cosine decision threshold (the validation EER point), or None.
-        embedding_settings: ``{"window_s", "step_s", "rms_dbfs"}`` used to embed files.
+        embedding_settings: the front-end settings (``{"vad", "window_s", "step_s", "rms_dbfs"}``) the model is used with.
         description: one line for humans.
         training_info: free JSON-serialisable facts (data, recipe, validation figures).
         dtype: ``"float16"`` (half the size) or ``"float32"`` for floating tensors;
@@ -86,13 +84,11 @@ def export_pretrained(
         cosine similarity between the stored network's and the float32 network's
         embeddings of a fixed test signal (1.0 = no loss from rounding).
     """
-    from .checkpoint import load_embedding_model
-
     if dtype not in ("float16", "float32"):
         raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
     if Path(out_path).suffix != ".safetensors":
         raise ValueError(f"{out_path}: weights files end in .safetensors")
-    network, state = load_embedding_model(checkpoint_path)
+    network, source = load_network(checkpoint_path)
     storage = getattr(torch, dtype)
     tensors = {}
     for key, value in network.state_dict().items():
@@ -101,12 +97,11 @@ def export_pretrained(
                 raise ExportError(f"{checkpoint_path}: {key} holds values beyond float16's range; use dtype='float32'")
             value = value.to(storage)
         tensors[key] = value.contiguous()
-    model_config = state["config"]["model"]
     metadata = {
-        "model": {"name": network.config["name"], "params": model_config.get("params", {})},
+        "model": {"name": network.config["name"], "params": source.model.get("params", {})},
         "calibration": None if calibration is None else Calibration.from_dict(calibration).to_dict(),
         "threshold": None if threshold is None else float(threshold),
-        "embedding": EmbeddingSettings.from_dict(embedding_settings).to_dict(),
+        "embedding": FrontendSettings.from_dict(embedding_settings).to_dict(),
         "description": str(description),
         "training": training_info or {},
     }

@@ -9,7 +9,7 @@ metadata, each value JSON:
 ``model``               ``{"name": registry name, "params": constructor arguments}``
 ``calibration``         ``{"scale", "offset"}``: ``llr = scale * cosine + offset``, or ``null``
 ``threshold``           cosine decision threshold (EER point on validation trials), or ``null``
-``embedding``           ``{"window_s", "step_s", "rms_dbfs"}`` extraction settings
+``embedding``           front-end settings ``{"vad", "window_s", "step_s", "rms_dbfs"}``
 ``description``         one line for humans
 ``training``            free JSON: data, recipe, validation figures
 ======================  =================================================================
@@ -26,7 +26,6 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,48 +34,10 @@ import torch
 from ..errors import CheckpointError
 from ..evaluate.calibration import Calibration
 from ..fileio import atomic_open
+from .frontend import FrontendSettings
 
 FORMAT = "voxmetric-embedding-model/1"
 MANIFEST_FORMAT = "voxmetric-pretrained-manifest/1"
-
-
-@dataclass(frozen=True)
-class EmbeddingSettings:
-    """How a model turns a whole file into one embedding.
-
-    Attributes:
-        window_s: sliding-window length in seconds; ``None`` embeds the whole file at once.
-        step_s: hop between windows in seconds.
-        rms_dbfs: RMS level in dB re full scale the whole input is scaled to before
-            embedding (the level the model was trained at), or ``None`` to leave it.
-    """
-
-    window_s: float | None = 3.0
-    step_s: float = 0.1
-    rms_dbfs: float | None = None
-
-    def __post_init__(self):
-        def finite(value):
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-        if self.window_s is not None and not (finite(self.window_s) and self.window_s > 0):
-            raise ValueError(f"embedding window_s must be a positive number or None, got {self.window_s!r}")
-        if not (finite(self.step_s) and self.step_s > 0):
-            raise ValueError(f"embedding step_s must be a positive number, got {self.step_s!r}")
-        if self.rms_dbfs is not None and not (finite(self.rms_dbfs) and self.rms_dbfs < 0):
-            raise ValueError(f"embedding rms_dbfs must be a negative number (dB re full scale) or None, "
-                             f"got {self.rms_dbfs!r}")
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "EmbeddingSettings":
-        if isinstance(data, EmbeddingSettings):
-            return data
-        if not isinstance(data, dict) or not set(data) <= {"window_s", "step_s", "rms_dbfs"}:
-            raise ValueError(f"embedding settings must be a dict with keys window_s, step_s, rms_dbfs; got {data!r}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -153,7 +114,7 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         threshold = metadata.get("threshold")
         if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
             raise ValueError(f"threshold must be a number or null, got {threshold!r}")
-        metadata["embedding"] = EmbeddingSettings.from_dict(metadata.get("embedding", {}))
+        metadata["embedding"] = FrontendSettings.from_dict(metadata.get("embedding", {}))
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: bad metadata ({error})") from None
     state = {key: value.float() if value.is_floating_point() else value for key, value in tensors.items()}

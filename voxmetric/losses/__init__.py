@@ -20,9 +20,7 @@ name            loss                                         reference
 
 from __future__ import annotations
 
-import inspect
-
-from ..errors import ConfigError
+from ..checks import Registry
 from .aam import AAMLoss
 from .am_softmax import AMSoftmaxLoss
 from .base import ClassificationLoss, Loss
@@ -35,7 +33,7 @@ from .mining import MINING, TripletMiner
 from .subcenter import SubCenterAAMLoss
 from .triplet import TripletLoss
 
-LOSSES: dict[str, type[Loss]] = {
+LOSSES = Registry("loss", {
     "ce": SoftmaxLoss,
     "center": CenterLoss,
     "coco": CoCoLoss,
@@ -44,21 +42,13 @@ LOSSES: dict[str, type[Loss]] = {
     "subcenter_aam": SubCenterAAMLoss,
     "contrastive": ContrastiveLoss,
     "triplet": TripletLoss,
-}
-
-# Filled by build_loss from the arguments, never by the user's params.
-_STRUCTURAL = ("embedding_dim", "num_speakers")
+}, structural=("embedding_dim", "num_speakers"))
+"""Loss names and their classes; ``embedding_dim`` and ``num_speakers`` come from the trainer."""
 
 
 def loss_params(name: str) -> dict[str, object]:
     """Hyper-parameters of loss ``name`` and their defaults (``embedding_dim`` etc. excluded)."""
-    cls = _lookup(name)
-    signature = inspect.signature(cls.__init__)
-    return {
-        key: p.default
-        for key, p in signature.parameters.items()
-        if key != "self" and key not in _STRUCTURAL
-    }
+    return LOSSES.parameters(name)
 
 
 def build_loss(name: str, embedding_dim: int, num_speakers: int, **params: object) -> Loss:
@@ -68,23 +58,7 @@ def build_loss(name: str, embedding_dim: int, num_speakers: int, **params: objec
     Pair losses do not use ``num_speakers``. Raises :class:`ConfigError` for an
     unknown name, an unknown parameter, or a bad value.
     """
-    cls = _lookup(name)
-    allowed = loss_params(name)
-    for key in params:
-        if key not in allowed:
-            raise ConfigError(
-                f"unknown parameter {key!r} for loss {name!r}; allowed: "
-                + (", ".join(repr(k) for k in allowed) or "none")
-            )
-    accepted = inspect.signature(cls.__init__).parameters
-    structural = {"embedding_dim": embedding_dim, "num_speakers": num_speakers}
-    return cls(**{k: v for k, v in structural.items() if k in accepted}, **params)
-
-
-def _lookup(name: str) -> type[Loss]:
-    if not isinstance(name, str) or name not in LOSSES:
-        raise ConfigError(f"unknown loss {name!r}; allowed: {', '.join(repr(n) for n in LOSSES)}")
-    return LOSSES[name]
+    return LOSSES.build(name, params, embedding_dim=embedding_dim, num_speakers=num_speakers)
 
 
 __all__ = [

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import check_positive
+from ..checks import check_float
 from .margin import MarginSoftmaxLoss
 
 # Floor of sin^2(theta) = 1 - cos^2(theta): about the float32 resolution of that
@@ -69,7 +69,7 @@ class AAMLoss(MarginSoftmaxLoss):
 
 def check_margin_rad(margin_rad: float) -> float:
     """Validate an angular margin in radians (a degree value is caught and named)."""
-    margin_rad = check_positive("margin_rad", margin_rad, allow_zero=True)
+    margin_rad = check_float(None, "margin_rad", margin_rad)
     if margin_rad >= math.pi / 2:
         raise ConfigError(
             f"margin_rad must be in [0, pi/2) radians, got {margin_rad!r} "

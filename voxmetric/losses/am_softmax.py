@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import check_positive
+from ..checks import check_float
 from .margin import MarginSoftmaxLoss
 
 
@@ -27,7 +27,7 @@ class AMSoftmaxLoss(MarginSoftmaxLoss):
 
     def __init__(self, embedding_dim: int, num_speakers: int, margin: float = 0.2, scale: float = 30.0) -> None:
         super().__init__(embedding_dim, num_speakers, scale)
-        self.margin = check_positive("margin", margin, allow_zero=True)
+        self.margin = check_float(None, "margin", margin)
 
     def target_cosine(self, cosine: Tensor) -> Tensor:
         return cosine - self.margin

@@ -19,37 +19,10 @@ Two class attributes tell the trainer how to feed a loss:
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-
-
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as float, or raise :class:`ConfigError` quoting it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{name} must be {bound}, got {value!r}")
-    return float(value)
-
-
-def check_count(name: str, value: int) -> int:
-    """Return ``value`` if it is an integer >= 1, else raise :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``allowed``, else raise :class:`ConfigError`."""
-    if value not in allowed:
-        raise ConfigError(f"unknown {name} {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
-    return value
+from ..checks import check_int
 
 
 class Loss(nn.Module):
@@ -64,7 +37,7 @@ class Loss(nn.Module):
 
     def __init__(self, embedding_dim: int) -> None:
         super().__init__()
-        self.embedding_dim = check_count("embedding_dim", embedding_dim)
+        self.embedding_dim = check_int(None, "embedding_dim", embedding_dim)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss of a batch: ``(batch, embedding_dim)`` float, ``(batch,)`` int -> scalar."""
@@ -115,7 +88,7 @@ class ClassificationLoss(Loss):
 
     def __init__(self, embedding_dim: int, num_speakers: int) -> None:
         super().__init__(embedding_dim)
-        self.num_speakers = check_count("num_speakers", num_speakers)
+        self.num_speakers = check_int(None, "num_speakers", num_speakers)
 
     def reset_head(self) -> None:
         """(Re-)create the head parameters for ``self.num_speakers`` speakers."""
@@ -127,7 +100,7 @@ class ClassificationLoss(Loss):
         Used when fine-tuning on a new speaker set. The new parameters are new
         objects: build the optimiser after calling this.
         """
-        self.num_speakers = check_count("num_speakers", num_speakers)
+        self.num_speakers = check_int(None, "num_speakers", num_speakers)
         device = next(self.parameters()).device
         self.reset_head()
         self.to(device)

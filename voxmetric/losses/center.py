@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import check_positive
+from ..checks import check_float
 from .ce import SoftmaxLoss
 
 
@@ -35,7 +35,7 @@ class CenterLoss(SoftmaxLoss):
 
     def __init__(self, embedding_dim: int, num_speakers: int, lambda_: float = 0.01) -> None:
         super().__init__(embedding_dim, num_speakers)
-        self.lambda_ = check_positive("lambda_", lambda_, allow_zero=True)
+        self.lambda_ = check_float(None, "lambda_", lambda_)
 
     def reset_head(self) -> None:
         super().reset_head()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Loss, check_positive
+from ..checks import check_float
+from .base import Loss
 from .distances import check_distance, pairwise_distances
 
 # Default margins: both push different speakers to cos <= 0.5
@@ -48,7 +49,7 @@ class ContrastiveLoss(Loss):
     ) -> None:
         super().__init__(embedding_dim)
         self.distance, self.normalize = check_distance(distance, normalize)
-        self.margin = DEFAULT_MARGIN[distance] if margin is None else check_positive("margin", margin, allow_zero=True)
+        self.margin = DEFAULT_MARGIN[distance] if margin is None else check_float(None, "margin", margin)
 
     def compute_loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         distances = pairwise_distances(embeddings, self.distance, self.normalize)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import check_choice
+from ..checks import check_choice
 
 DISTANCES = ("cosine", "euclidean")
 
@@ -19,7 +19,7 @@ _SQUARED_EPS = 1e-12
 
 def check_distance(distance: str, normalize: bool) -> tuple[str, bool]:
     """Validate a (distance, normalize) option pair; raise :class:`ConfigError` otherwise."""
-    check_choice("distance", distance, DISTANCES)
+    check_choice(None, "distance", distance, DISTANCES)
     if not isinstance(normalize, bool):
         raise ConfigError(f"normalize must be true or false, got {normalize!r}")
     if distance == "cosine" and not normalize:

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ClassificationLoss, check_positive
+from ..checks import check_float
+from .base import ClassificationLoss
 
 
 class MarginSoftmaxLoss(ClassificationLoss):
@@ -36,7 +37,7 @@ class MarginSoftmaxLoss(ClassificationLoss):
 
     def __init__(self, embedding_dim: int, num_speakers: int, scale: float) -> None:
         super().__init__(embedding_dim, num_speakers)
-        self.scale = check_positive("scale", scale)
+        self.scale = check_float(None, "scale", scale, strict=True)
         self.reset_head()
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import check_choice, check_positive
+from ..checks import check_choice, check_float
 from .distances import check_distance, pairwise_distances
 
 MINING = ("all", "hard", "semi_hard")
@@ -40,8 +40,8 @@ class TripletMiner:
     """
 
     def __init__(self, mining: str = "all", margin: float = 0.2, distance: str = "cosine", normalize: bool = True) -> None:
-        self.mining = check_choice("mining", mining, MINING)
-        self.margin = check_positive("margin", margin, allow_zero=True)
+        self.mining = check_choice(None, "mining", mining, MINING)
+        self.margin = check_float(None, "margin", margin)
         self.distance, self.normalize = check_distance(distance, normalize)
 
     def __call__(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from .aam import AAMLoss
-from .base import check_count
+from ..checks import check_int
 
 
 class SubCenterAAMLoss(AAMLoss):
@@ -41,7 +41,7 @@ class SubCenterAAMLoss(AAMLoss):
         easy_margin: bool = False,
     ) -> None:
         # Set before the base creates the head, whose shape depends on it.
-        self.num_subcenters = check_count("num_subcenters", num_subcenters)
+        self.num_subcenters = check_int(None, "num_subcenters", num_subcenters)
         super().__init__(embedding_dim, num_speakers, margin_rad, scale, easy_margin)
 
     @property

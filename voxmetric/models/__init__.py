@@ -10,9 +10,9 @@ Every model is an :class:`EmbeddingModel`: waveforms ``(batch, samples)`` at 16 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
+from ..checks import Registry
 from ..errors import ConfigError
 from .base import EmbeddingModel, InputTooShortError
 from .ecapa import ECAPA_TDNN
@@ -21,30 +21,24 @@ from .sincnet import SincConv1d, SincNet
 from .sinctdnn import SincTDNN
 from .tdnn import TDNN, XVector
 
-MODELS: dict[str, type[EmbeddingModel]] = {
+MODELS = Registry("model", {
     "sincnet_tdnn": SincTDNN,
     "xvector": XVector,
     "ecapa_tdnn": ECAPA_TDNN,
-}
-"""Canonical model names and their classes."""
+}, aliases={"sinctdnn": "sincnet_tdnn", "ecapa": "ecapa_tdnn"})
+"""Canonical model names and their classes; ``MODELS.aliases`` are other accepted names."""
 
-ALIASES: dict[str, str] = {"sinctdnn": "sincnet_tdnn", "ecapa": "ecapa_tdnn"}
-"""Other accepted names -> canonical name."""
+ALIASES = MODELS.aliases
 
 
 def canonical_name(name: str) -> str:
     """The canonical registry name of ``name`` (an alias or a canonical name)."""
-    name = ALIASES.get(name, name)
-    if name not in MODELS:
-        allowed = sorted(MODELS) + sorted(ALIASES)
-        raise ConfigError(f"unknown model {name!r}; allowed: {', '.join(allowed)}")
-    return name
+    return MODELS.canonical(name)
 
 
 def model_parameters(name: str) -> dict[str, Any]:
     """Constructor parameters of model ``name`` and their defaults."""
-    signature = inspect.signature(MODELS[canonical_name(name)].__init__)
-    return {key: param.default for key, param in list(signature.parameters.items())[1:]}
+    return MODELS.parameters(name)
 
 
 def build_model(name: str, **params: Any) -> EmbeddingModel:
@@ -60,19 +54,12 @@ def build_model(name: str, **params: Any) -> EmbeddingModel:
         Unknown name (the message lists the allowed names), unknown parameter (names it and
         lists the accepted ones), or a value the constructor rejects (names the parameter).
     """
-    canonical = canonical_name(name)
-    defaults = model_parameters(canonical)
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise ConfigError(
-            f"model {name!r}: unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(defaults)}"
-        )
+    canonical = MODELS.canonical(name)
     try:
-        model = MODELS[canonical](**params)
+        model = MODELS.build(canonical, params)
     except ConfigError as error:
         raise ConfigError(f"model {name!r}: {error}") from None
-    config = {**defaults, **params}
+    config = {**MODELS.parameters(canonical), **params}
     model.config = {"name": canonical, **{key: list(v) if isinstance(v, tuple) else v for key, v in config.items()}}
     return model
 

@@ -25,16 +25,10 @@ block, so it is not supported.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 import torch
 from torch import Tensor, nn
 
-from ..errors import AudioError, ConfigError
-
-
-class InputTooShortError(AudioError):
-    """A waveform is shorter than the shortest input a model can embed."""
+from ..errors import AudioError, InputTooShortError
 
 
 class EmbeddingModel(nn.Module):
@@ -122,60 +116,3 @@ class EmbeddingModel(nn.Module):
                 f"({self.min_samples / self.sample_rate_hz:.3f} s at {self.sample_rate_hz} Hz), "
                 f"got {num_samples}"
             )
-
-
-# --- constructor argument checks -------------------------------------------------------
-# Model arguments come from YAML configs, so a wrong type (a string, a float where an
-# int belongs, a bool where a number belongs) must fail here with the field's name
-# rather than deep inside torch.
-
-
-def check_int(owner: str, name: str, value: Any, minimum: int = 1) -> int:
-    """Return ``value`` if it is an int >= ``minimum``, else raise :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{owner}: {name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
-    return value
-
-
-def check_odd_int(owner: str, name: str, value: Any, minimum: int = 1) -> int:
-    """Like :func:`check_int`, and odd (symmetric kernels need a centre tap)."""
-    check_int(owner, name, value, minimum)
-    if value % 2 == 0:
-        raise ConfigError(f"{owner}: {name} must be odd, got {value!r}")
-    return value
-
-
-def check_float(owner: str, name: str, value: Any, minimum: float = 0.0, strict: bool = False) -> float:
-    """Return ``float(value)`` if it is a number >= ``minimum`` (> when ``strict``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{owner}: {name} must be a number, got {value!r}")
-    if value < minimum or (strict and value == minimum):
-        relation = ">" if strict else ">="
-        raise ConfigError(f"{owner}: {name} must be {relation} {minimum}, got {value!r}")
-    return float(value)
-
-
-def check_bool(owner: str, name: str, value: Any) -> bool:
-    """Return ``value`` if it is a bool (YAML ``true``/``false``), else raise."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{owner}: {name} must be true or false, got {value!r}")
-    return value
-
-
-def check_choice(owner: str, name: str, value: Any, allowed: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``allowed``, else raise naming the allowed values."""
-    if value not in allowed:
-        raise ConfigError(f"{owner}: {name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return value
-
-
-def check_int_list(owner: str, name: str, value: Any, length: int, minimum: int = 1) -> tuple[int, ...]:
-    """Return ``value`` as a tuple of ``length`` ints >= ``minimum`` (YAML gives lists)."""
-    if not isinstance(value, (list, tuple)) or len(value) != length:
-        raise ConfigError(f"{owner}: {name} must be a list of {length} integers, got {value!r}")
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
-            raise ConfigError(f"{owner}: {name} must hold integers >= {minimum}, got {value!r}")
-    return tuple(value)

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .base import EmbeddingModel, check_bool, check_int, check_int_list
+from ..checks import check_bool, check_int, check_int_list
+from .base import EmbeddingModel
 from .features import Fbank
 from .pooling import mean_std
 

@@ -15,18 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..audio.dsp import hz_to_mel, mel_to_hz
 from ..errors import ConfigError
-from .base import check_bool, check_float, check_int, check_int_list, check_odd_int
-
-
-def hz_to_mel(hz: Tensor) -> Tensor:
-    """HTK mel scale (O'Shaughnessy 1987): ``2595 log10(1 + f / 700)``."""
-    return 2595.0 * torch.log10(1.0 + hz / 700.0)
-
-
-def mel_to_hz(mel: Tensor) -> Tensor:
-    """Inverse of :func:`hz_to_mel`."""
-    return 700.0 * (torch.pow(10.0, mel / 2595.0) - 1.0)
+from ..checks import check_bool, check_float, check_int, check_int_list, check_odd_int
 
 
 class SincConv1d(nn.Module):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import EmbeddingModel, check_int
+from ..checks import check_int
+from .base import EmbeddingModel
 from .sincnet import SincNet
 from .tdnn import TDNN
 

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .base import EmbeddingModel, check_bool, check_choice, check_int
+from ..checks import check_bool, check_choice, check_int
+from .base import EmbeddingModel
 from .features import MFCC, Fbank
 from .pooling import StatsPooling
 

@@ -93,8 +93,9 @@ def _check(config: Config, losses: list[str]) -> None:
 def compare(config: Config, losses: list[str], out_dir: str, budget: str | None = None,
             progress: bool = True) -> CompareReport:
     """Train and evaluate one model per loss; write the table and plots (see module docstring)."""
-    from ..inference.checkpoint import load_embedding_model
     from ..evaluate.pipeline import cohort_embeddings, evaluate_trials
+    from ..inference.frontend import Frontend
+    from ..inference.loading import load_network
     from .trainer import build_corpus, resolve_device, train
 
     _check(config, losses)
@@ -108,16 +109,18 @@ def compare(config: Config, losses: list[str], out_dir: str, budget: str | None 
         if progress:
             print(f"== {name}: training ({_budget_text(run)})", flush=True)
         result = train(run, out / name, progress=progress, overwrite=True)
-        model, _ = load_embedding_model(result.best_checkpoint or result.last_checkpoint)
-        model.to(device)
+        # The checkpoint's network behind the front-end it was validated with: the same
+        # path (and so the same scores) as `embed` + `score` + `eval` and `calibrate` of it.
+        network, source = load_network(result.best_checkpoint or result.last_checkpoint)
+        frontend = Frontend(network, source.frontend, device)
         if progress:
             print(f"== {name}: evaluating on {config.evaluation.trials}", flush=True)
         started = time.perf_counter()
-        cohort = cohort_embeddings(model, corpus, config.evaluation, device, seed=config.seed, progress=progress)
         e = config.evaluation
-        metrics = evaluate_trials(model, e.trials, e.root, window_s=e.window_s, step_s=e.step_s, device=device,
-                                  n_bootstrap=e.n_bootstrap, cohort=cohort, top_n=e.snorm_top_n,
-                                  progress=progress, seed=config.seed)
+        cohort = cohort_embeddings(frontend, corpus, e.cohort_utterances_per_speaker, seed=config.seed,
+                                   progress=progress)
+        metrics = evaluate_trials(frontend, e.trials, e.root, n_bootstrap=e.n_bootstrap, cohort=cohort,
+                                  top_n=e.snorm_top_n, progress=progress, seed=config.seed)
         curves[name] = (metrics.pop("scores"), metrics.pop("labels"))
         metrics.pop("snorm_scores", None)
         rows.append({"loss": name, "train_time_s": result.train_time_s, "batches": result.batches_done,

@@ -23,7 +23,11 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..evaluate.extract import DEFAULT_STEP_S, DEFAULT_WINDOW_S
+from ..evaluate.metrics import DEFAULT_N_BOOTSTRAP
+from ..evaluate.scoring import DEFAULT_TOP_N
 from ..fileio import atomic_open
+from .optim import OPTIMIZERS, SCHEDULES
 
 
 @dataclass
@@ -108,26 +112,34 @@ class TrainingConfig:
 
 
 @dataclass
+class FrontendConfig:
+    """How every recording becomes one embedding (:mod:`voxmetric.inference.frontend`): in
+    validation, in ``compare``'s test, and (stored in each checkpoint) in ``embed``,
+    ``verify`` and ``calibrate`` of a checkpoint: one setting, one number everywhere."""
+
+    vad: bool = True
+    window_s: float | None = DEFAULT_WINDOW_S  # null: the whole file at once
+    step_s: float = DEFAULT_STEP_S
+    rms_dbfs: float | None = None
+
+
+@dataclass
 class ValidationConfig:
     """Validation EER after each epoch on a trial list (paths relative to ``root``)."""
 
     trials: str | None = None
     root: str | None = None
-    window_s: float | None = 3.0
-    step_s: float = 1.0
 
 
 @dataclass
 class EvaluationConfig:
-    """How ``compare`` embeds and scores the test trials."""
+    """The test trials ``compare`` measures each trained model on, with adaptive s-norm."""
 
     trials: str | None = None
     root: str | None = None
-    window_s: float | None = 3.0
-    step_s: float = 0.1
-    snorm_top_n: int = 400
+    snorm_top_n: int = DEFAULT_TOP_N
     cohort_utterances_per_speaker: int = 3
-    n_bootstrap: int = 1000
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP
 
 
 @dataclass
@@ -141,6 +153,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     init_from: str | None = None
@@ -205,6 +218,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     for key in data:
         if key not in names:
             path = f"{where}.{key}" if where else key
+            if path in MOVED_KEYS:
+                raise ConfigError(f"config key '{path}' is now '{MOVED_KEYS[path]}' (one front-end setting for "
+                                  f"validation, compare and inference): move it there")
             raise ConfigError(f"unknown config key '{path}' (allowed here: {', '.join(names)})")
     values = {}
     for name in names:
@@ -212,6 +228,11 @@ def _build(cls: type, data: Any, where: str) -> Any:
             path = f"{where}.{name}" if where else name
             values[name] = _coerce(data[name], hints[name], path)
     return cls(**values)
+
+
+MOVED_KEYS = {f"{section}.{key}": f"frontend.{key}"
+              for section in ("validation", "evaluation") for key in ("window_s", "step_s")}
+"""Keys of older configs and where they live now."""
 
 
 def _check_values(config: Config) -> None:
@@ -226,8 +247,7 @@ def _check_values(config: Config) -> None:
         "training.log_every_batches": config.training.log_every_batches,
         "schedule.step_batches": config.schedule.step_batches,
         "evaluation.cohort_utterances_per_speaker": config.evaluation.cohort_utterances_per_speaker,
-        "validation.step_s": config.validation.step_s,
-        "evaluation.step_s": config.evaluation.step_s,
+        "frontend.step_s": config.frontend.step_s,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -244,8 +264,8 @@ def _check_values(config: Config) -> None:
     if config.evaluation.snorm_top_n < 2:
         raise ConfigError(f"evaluation.snorm_top_n must be >= 2, got {config.evaluation.snorm_top_n}")
     allowed = {
-        "optimizer.name": (config.optimizer.name, ("sgd", "adam", "adamw")),
-        "schedule.name": (config.schedule.name, ("constant", "step", "cosine")),
+        "optimizer.name": (config.optimizer.name, tuple(OPTIMIZERS)),
+        "schedule.name": (config.schedule.name, tuple(SCHEDULES)),
         "data.format": (config.data.format, ("auto", "voxceleb", "kaldi", "folders")),
     }
     for name, (value, options) in allowed.items():
@@ -259,10 +279,10 @@ def _check_values(config: Config) -> None:
         for name in ("noise_prob", "rir_prob", "band_limit_prob", "eq_tilt_prob"):
             if not 0.0 <= getattr(augmentation, name) <= 1.0:
                 raise ConfigError(f"data.augmentation.{name} must be in [0, 1], got {getattr(augmentation, name)}")
-    for section in ("validation", "evaluation"):
-        window_s = getattr(config, section).window_s
-        if window_s is not None and window_s <= 0:
-            raise ConfigError(f"{section}.window_s must be positive or null (whole file), got {window_s}")
+    if config.frontend.window_s is not None and config.frontend.window_s <= 0:
+        raise ConfigError(f"frontend.window_s must be positive or null (whole file), got {config.frontend.window_s}")
+    if config.frontend.rms_dbfs is not None and config.frontend.rms_dbfs >= 0:
+        raise ConfigError(f"frontend.rms_dbfs must be negative (dB re full scale) or null, got {config.frontend.rms_dbfs}")
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

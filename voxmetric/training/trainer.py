@@ -15,6 +15,7 @@ rank 0 validates and writes files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -32,6 +33,8 @@ from tqdm import tqdm
 from . import distributed
 from ..inference.checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, save_config
+from .optim import build_optimizer, lr_factor
+from ..checks import parse_device
 from ..errors import ConfigError, TrainingError
 from ..fileio import atomic_open
 
@@ -67,13 +70,7 @@ def resolve_device(name: str) -> torch.device:
         if distributed.is_distributed() and torch.cuda.is_available():
             return torch.device("cuda", distributed.local_rank())
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"training.device '{name}' is not a device (use auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"training.device is '{name}' but no CUDA device is available")
-    return device
+    return parse_device(name, "training.device")
 
 
 def build_corpus(config: Config):
@@ -156,30 +153,6 @@ def build_model_and_loss(config: Config, num_speakers: int) -> tuple[nn.Module, 
     return model, loss
 
 
-def build_optimizer(config: Config, parameters) -> torch.optim.Optimizer:
-    o = config.optimizer
-    if o.name == "sgd":
-        return torch.optim.SGD(parameters, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    if o.name == "adam":
-        return torch.optim.Adam(parameters, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(parameters, lr=o.lr, weight_decay=o.weight_decay)
-
-
-def lr_factor(config: Config, batch: int) -> float:
-    """Multiplier of the base learning rate after ``batch`` optimiser steps."""
-    s = config.schedule
-    if s.warmup_batches and batch < s.warmup_batches:
-        return (batch + 1) / s.warmup_batches
-    if s.name == "step":
-        return s.gamma ** (batch // s.step_batches)
-    if s.name == "cosine":
-        total = config.training.epochs * config.training.batches_per_epoch
-        progress = min(1.0, (batch - s.warmup_batches) / max(1, total - s.warmup_batches))
-        floor = s.min_lr / config.optimizer.lr
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    return 1.0
-
-
 RESUME_FIXED_SECTIONS = ("model", "loss", "optimizer", "data", "seed")
 """Config sections a resumed run must share with its checkpoint (the rest may change)."""
 RESUME_FREE_KEYS = {"data.num_workers"}
@@ -224,16 +197,24 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+def frontend_settings(config: Config):
+    """The :class:`~voxmetric.inference.frontend.FrontendSettings` of ``config.frontend``."""
+    from ..inference.frontend import FrontendSettings
+
+    return FrontendSettings.from_dict(dataclasses.asdict(config.frontend))
+
+
 def validate(model: nn.Module, config: Config, device: torch.device, progress: bool = False) -> float | None:
-    """EER (%) of the model on the validation trials, or None when there are none."""
+    """EER (%) of the model on the validation trials through the one front-end, or None
+    when there are none."""
     if not config.validation.trials:
         return None
     from ..evaluate.pipeline import evaluate_trials
+    from ..inference.frontend import Frontend
 
-    result = evaluate_trials(
-        model, config.validation.trials, config.validation.root, window_s=config.validation.window_s,
-        step_s=config.validation.step_s, device=device, n_bootstrap=0, progress=progress,
-    )
+    frontend = Frontend(model, frontend_settings(config), device)
+    result = evaluate_trials(frontend, config.validation.trials, config.validation.root, n_bootstrap=0,
+                             progress=progress)
     return result["cosine"]["eer"] * 100
 
 
@@ -307,6 +288,7 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         return {
             "config": self.config.to_dict(),
+            "frontend": frontend_settings(self.config).to_dict(),
             "speakers": self.speakers,
             "model": self.step.model.state_dict(),
             "loss": self.step.loss.state_dict(),

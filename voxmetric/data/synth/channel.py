@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.fft import irfft, next_fast_len, rfft, rfftfreq
 
-from .speech import SAMPLE_RATE_HZ
+from ...audio import dsp
+from ...audio.io import SAMPLE_RATE_HZ
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,8 @@ def _noise_colour(channel: Channel, freqs_hz: np.ndarray) -> np.ndarray:
 
 
 def room_impulse_response(channel: Channel, rng: np.random.Generator) -> np.ndarray:
-    """Direct path + exponentially decaying noise tail (-60 dB at ``rt60_s``)."""
-    n = int(channel.rt60_s * SAMPLE_RATE_HZ)
-    t = np.arange(n) / SAMPLE_RATE_HZ
-    tail = rng.standard_normal(n) * np.exp(-6.9 * t / channel.rt60_s)
-    tail[: int(0.002 * SAMPLE_RATE_HZ)] = 0.0  # first reflections arrive after the direct sound
-    tail *= np.sqrt(10.0 ** (-channel.drr_db / 10.0) / np.sum(tail**2))
-    tail[0] = 1.0
-    return tail
+    """The channel's room (:func:`voxmetric.audio.dsp.room_impulse_response`, 2 ms gap)."""
+    return dsp.room_impulse_response(rng, channel.rt60_s, channel.drr_db, gap_s=0.002)
 
 
 def apply_channel(speech: np.ndarray, channel: Channel, rng: np.random.Generator) -> np.ndarray:

@@ -48,7 +48,8 @@ from ...errors import ConfigError, CorpusError
 from ...fileio import atomic_open
 from ..corpus import Utterance
 from .channel import apply_channel, draw_channel
-from .speech import SAMPLE_RATE_HZ, draw_voice, make_lexicon, render_speech
+from ...audio.io import SAMPLE_RATE_HZ
+from .speech import draw_voice, make_lexicon, render_speech
 from ..trials import make_trials, write_trials
 
 SYNTH_VERSION = 1
@@ -247,7 +248,7 @@ by its utterances; noise is added at 5-30 dB SNR.
 
 
 def _write_readme(out: Path, params: dict, plans, total_duration_s: float) -> None:
-    from ... import __version__
+    from ..._version import __version__
 
     sizes = split_sizes(len(plans))
     text = _README.format(

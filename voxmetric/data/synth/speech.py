@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.fft import irfft, rfft, rfftfreq
 
-SAMPLE_RATE_HZ = 16_000
+from ...audio.io import SAMPLE_RATE_HZ
+
 N_FFT = 512
 HOP = N_FFT // 4  # Hann analysis + synthesis windows overlap-add to a constant at N/4
 FRAME_S = HOP / SAMPLE_RATE_HZ
