@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 
 from voxmetric import audio
-from voxmetric.data import readers
 from voxmetric.data.corpus import Corpus, Utterance
 from voxmetric.data.kaldi import write_kaldi_dir
+from voxmetric.data.scan import ScanWarning, cache_file
 from voxmetric.data.readers import (
-    ScanWarning,
-    cache_file,
     detect_format,
     read_corpus,
     read_kaldi_dir,
@@ -326,4 +324,4 @@ def test_real_speech_as_speaker_folders(shared_data):
     # The folder is read-only (to its owner's intent, even for root): cache went to the user dir.
     assert not (root / ".voxmetric").exists()
     assert read_corpus(root).scan_report.header_reads == 0
-    assert readers.cache_file(str(root)).startswith(os.environ["VOXMETRIC_CACHE_DIR"])
+    assert cache_file(str(root)).startswith(os.environ["VOXMETRIC_CACHE_DIR"])

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import TrialsError
 from ..fileio import atomic_open
-from .corpus import Corpus, Utterance
+from .corpus import Utterance
 
 LABELS = {"1": 1, "0": 0, "target": 1, "nontarget": 0}
 """Label spellings accepted in a trial file, and the label each one means."""
