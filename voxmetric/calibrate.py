@@ -10,12 +10,22 @@ logistic regression, Brümmer & du Preez 2006) and picks the decision threshold:
 * for a target false acceptance rate: the lowest threshold whose FAR on the pairs is at
   most ``target_far`` (a trial is accepted when ``score >= threshold``).
 
-The uncertainty of both is reported as a stratified percentile bootstrap interval (the
+The LLR fit is regularised (:class:`~voxmetric.evaluate.calibration.CalibrationPrior`):
+a Gaussian prior centred on the model's shipped calibration when it has one, worth a
+fixed number of pairs, so that a handful of perfectly separated pairs gives a bounded
+slope close to the reference instead of a near-infinite one; with hundreds of pairs the
+data decide.
+
+The uncertainty of the threshold is a stratified percentile bootstrap interval (the
 method of :func:`voxmetric.evaluate.metrics.eer_confidence_interval`): each replicate
 resamples the target and the non-target pairs with replacement, keeping both counts,
 and recomputes the EER and the threshold; the interval is the 2.5 % and 97.5 %
-quantiles. Pairs are treated as independent; pairs sharing recordings or speakers make
-the true interval wider.
+quantiles. A bootstrap of a few pairs is far too narrow (6 separated pairs: every
+replicate has EER 0), so the error rates also get exact binomial (Clopper-Pearson)
+intervals: the false acceptance and false rejection rates at the threshold on their
+pair counts, and the EER as an error count on the smaller class; the reported EER
+interval is the union of that and the bootstrap one. Pairs are treated as independent;
+pairs sharing recordings or speakers make the true interval wider.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import numpy as np
 
 from .data.trials import read_trials
 from .errors import TrialsError, VoxmetricError
-from .evaluate.calibration import Calibration, fit_calibration
+from .evaluate.calibration import Calibration, CalibrationPrior, fit_calibration
 from .evaluate.metrics import det_curve, eer
 from .fileio import atomic_open
 
@@ -56,7 +66,8 @@ class CalibrationResult:
         threshold: score threshold (accept when ``score >= threshold``).
         threshold_ci: ``(low, high)`` bootstrap interval of ``threshold``.
         eer: equal error rate on the pairs (a fraction); ``eer_ci`` its interval.
-        far / frr: error rates of ``threshold`` on the pairs.
+        far / frr: error rates of ``threshold`` on the pairs; ``far_ci`` / ``frr_ci`` their
+            exact binomial (Clopper-Pearson) intervals.
         target_far: the requested FAR, or ``None`` for the EER point.
         n_target / n_nontarget: pair counts.
         model: name of the model that produced the scores (``None`` if unknown).
@@ -76,6 +87,8 @@ class CalibrationResult:
     model: str | None = None
     n_bootstrap: int = 1000
     warnings: list[str] = field(default_factory=list)
+    far_ci: tuple[float, float] | None = None
+    frr_ci: tuple[float, float] | None = None
 
     @property
     def scale(self) -> float:
@@ -93,6 +106,8 @@ class CalibrationResult:
             "threshold": self.threshold, "threshold_ci": list(self.threshold_ci),
             "operating_point": "eer" if self.target_far is None else "target_far", "target_far": self.target_far,
             "eer": self.eer, "eer_ci": list(self.eer_ci), "far": self.far, "frr": self.frr,
+            "far_ci": None if self.far_ci is None else list(self.far_ci),
+            "frr_ci": None if self.frr_ci is None else list(self.frr_ci),
             "n_target": self.n_target, "n_nontarget": self.n_nontarget,
             "confidence": CONFIDENCE, "n_bootstrap": self.n_bootstrap, "warnings": list(self.warnings),
         }
@@ -132,6 +147,8 @@ class CalibrationResult:
                 target_far=None if data["target_far"] is None else float(data["target_far"]),
                 n_target=int(data["n_target"]), n_nontarget=int(data["n_nontarget"]),
                 model=data["model"], n_bootstrap=int(data["n_bootstrap"]), warnings=list(data["warnings"]),
+                far_ci=None if data.get("far_ci") is None else _pair(data["far_ci"]),
+                frr_ci=None if data.get("frr_ci") is None else _pair(data["frr_ci"]),
             )
         except KeyError as error:
             raise CalibrationError(f"{path}: field {error.args[0]!r} is missing") from None
@@ -175,6 +192,19 @@ def threshold_at(scores, labels, target_far: float | None = None) -> float:
     return float(thresholds[np.count_nonzero(far > target_far)])  # far never increases
 
 
+def clopper_pearson(errors: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Exact binomial interval of a rate: ``errors`` out of ``trials`` (Clopper & Pearson 1934).
+
+    Never narrower than the truth whatever the count: 0 errors in 3 trials gives (0, 0.71).
+    """
+    from scipy.stats import beta
+
+    tail = (1 - confidence) / 2
+    low = 0.0 if errors == 0 else float(beta.ppf(tail, errors, trials - errors + 1))
+    high = 1.0 if errors == trials else float(beta.ppf(1 - tail, errors + 1, trials - errors))
+    return low, high
+
+
 def _error_rates(scores: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[float, float]:
     accepted = scores >= threshold
     return float(accepted[~labels].mean()), float((~accepted[labels]).mean())
@@ -208,7 +238,9 @@ def _warnings(n_target: int, n_nontarget: int, target_far: float | None) -> list
 
 
 def calibrate_from_scores(scores, labels, target_far: float | None = None, n_bootstrap: int = 1000,
-                          seed: int = 0, prior: float = 0.5, model: str | None = None) -> CalibrationResult:
+                          seed: int = 0, prior: float = 0.5, model: str | None = None,
+                          reference: Calibration | None = None,
+                          regularization: CalibrationPrior | None | bool = True) -> CalibrationResult:
     """Fit the LLR calibration and pick the threshold, with bootstrap intervals (module docstring).
 
     Args:
@@ -220,6 +252,11 @@ def calibrate_from_scores(scores, labels, target_far: float | None = None, n_boo
         seed: bootstrap seed; equal inputs and seed give equal results.
         prior: target prior the logistic fit is weighted for (see :func:`fit_calibration`).
         model: name of the model that produced the scores, stored with the result.
+        reference: the calibration the fit shrinks toward (the model's shipped one), or
+            ``None`` (toward an uninformative LLR).
+        regularization: ``True`` (default): ``CalibrationPrior(reference)``; a
+            :class:`CalibrationPrior` to set the widths; ``False`` / ``None``: maximum
+            likelihood (unbounded slope on separable pairs).
 
     Raises:
         CalibrationError: mismatched shapes, bad labels, a kind of pair missing, bad options.
@@ -230,19 +267,29 @@ def calibrate_from_scores(scores, labels, target_far: float | None = None, n_boo
         raise CalibrationError(f"target_far must be between 0 and 1 (exclusive), got {target_far}")
     if n_bootstrap < 1:
         raise CalibrationError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
-    calibration = fit_calibration(scores, labels, prior=prior)
+    if regularization is True:
+        regularization = CalibrationPrior(reference)
+    calibration = fit_calibration(scores, labels, prior=prior, regularization=regularization or None)
     equal_error_rate = eer(scores, labels)[0]
     threshold = threshold_at(scores, labels, target_far)
     far, frr = _error_rates(scores, labels, threshold)
     eers, thresholds = _bootstrap(scores, labels, target_far, n_bootstrap, seed)
     tail = (1 - CONFIDENCE) / 2
     n_target = int(labels.sum())
+    n_nontarget = labels.size - n_target
+    # EER interval: bootstrap united with an exact binomial interval of the EER as an error
+    # count on the smaller class (the bootstrap alone collapses to a point on few pairs).
+    n_small = min(n_target, n_nontarget)
+    exact = clopper_pearson(int(round(equal_error_rate * n_small)), n_small)
+    boot_low, boot_high = np.quantile(eers, [tail, 1 - tail])
     return CalibrationResult(
         calibration=calibration, threshold=threshold,
         threshold_ci=_pair(np.quantile(thresholds, [tail, 1 - tail])),
-        eer=equal_error_rate, eer_ci=_pair(np.quantile(eers, [tail, 1 - tail])),
-        far=far, frr=frr, target_far=target_far, n_target=n_target, n_nontarget=labels.size - n_target,
-        model=model, n_bootstrap=n_bootstrap, warnings=_warnings(n_target, labels.size - n_target, target_far),
+        eer=equal_error_rate, eer_ci=(float(min(boot_low, exact[0])), float(max(boot_high, exact[1]))),
+        far=far, frr=frr, target_far=target_far, n_target=n_target, n_nontarget=n_nontarget,
+        model=model, n_bootstrap=n_bootstrap, warnings=_warnings(n_target, n_nontarget, target_far),
+        far_ci=clopper_pearson(int(round(far * n_nontarget)), n_nontarget),
+        frr_ci=clopper_pearson(int(round(frr * n_target)), n_target),
     )
 
 
@@ -259,7 +306,8 @@ def calibrate_trials(model, trials_path: str | os.PathLike, audio_root: str | os
             ``embed_batch(paths, progress=...) -> (files, dim)``).
         trials_path: VoxCeleb (``LABEL A B``) or Kaldi (``A B target``) trial list.
         audio_root: directory the list's paths are relative to (default: the list's own).
-        target_far, n_bootstrap, seed, prior: as in :func:`calibrate_from_scores`.
+        target_far, n_bootstrap, seed, prior: as in :func:`calibrate_from_scores`; the fit
+            shrinks toward ``model.calibration`` (the shipped one) when the model has one.
         progress: show a progress bar while embedding.
 
     Raises:
@@ -282,4 +330,5 @@ def calibrate_trials(model, trials_path: str | os.PathLike, audio_root: str | os
     scores = score_trials(trials, table, source=trials_path)
     labels = np.array([trial.label for trial in trials], dtype=bool)
     return calibrate_from_scores(scores, labels, target_far=target_far, n_bootstrap=n_bootstrap, seed=seed,
-                                 prior=prior, model=getattr(model, "fingerprint", None) or getattr(model, "name", None))
+                                 prior=prior, model=getattr(model, "fingerprint", None) or getattr(model, "name", None),
+                                 reference=getattr(model, "calibration", None))
