@@ -16,7 +16,9 @@ when absent), or ``NAME=TRIALS_FILE`` (paths relative to the file's folder).
 
     python benchmarks/verification_eer.py --systems mfcc,resemblyzer,sinctdnn-aam,ecapa-aam
 
-prints a Markdown table (EER %, 95% CI, minDCF 0.01 / 0.05) per trial set and system.
+prints a Markdown table (EER %, 95% CI, minDCF 0.01 / 0.05) per trial set and system; for a
+voxmetric model with a shipped calibration and threshold also Cllr (bits) of its LLRs and the
+miss / false-alarm rates at its threshold (the model card's operating-point figures).
 """
 
 from __future__ import annotations
@@ -75,7 +77,11 @@ def embedder(system: str):
     from voxmetric.inference.speaker_model import load_model
 
     model = load_model(system)
-    return model.embed
+    def embed(path):
+        return model.embed(path)
+
+    embed.calibration, embed.threshold = model.calibration, model.threshold
+    return embed
 
 
 def evaluate(system: str, embed, trials_path: Path) -> dict:
@@ -93,7 +99,17 @@ def evaluate(system: str, embed, trials_path: Path) -> dict:
     seconds = time.perf_counter() - started
     scores = score_trials(trials, EmbeddingTable(keys, matrix, system))
     labels = np.array([t.label for t in trials])
-    return {**evaluate_scores(scores, labels, n_bootstrap=1000, seed=0), "embed_s": seconds}
+    result = {**evaluate_scores(scores, labels, n_bootstrap=1000, seed=0), "embed_s": seconds}
+    calibration, threshold = getattr(embed, "calibration", None), getattr(embed, "threshold", None)
+    if calibration is not None:
+        from voxmetric.evaluate.calibration import cllr
+
+        result["cllr"] = cllr(calibration.llr(scores), labels)
+    if threshold is not None:
+        accepted = scores >= threshold
+        result["miss"] = float((~accepted[labels == 1]).mean())
+        result["false_alarm"] = float(accepted[labels == 0].mean())
+    return result
 
 
 def main(argv=None) -> int:
@@ -102,8 +118,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sets", default="real,degraded,synth")
     args = parser.parse_args(argv)
     sets = trial_sets(args.sets.split(","))
-    print("| trials | system | EER % | 95% CI | minDCF 0.01 | minDCF 0.05 | embed time |")
-    print("|---|---|---|---|---|---|---|")
+    print("| trials | system | EER % | 95% CI | minDCF 0.01 | minDCF 0.05 | Cllr | miss % | FA % | embed time |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for system in args.systems.split(","):
         embed = embedder(system)
         if embed is None:
@@ -111,8 +127,11 @@ def main(argv=None) -> int:
         for name, path in sets.items():
             m = evaluate(system, embed, path)
             low, high = m["eer_ci"]
+            operating = " | ".join(
+                "-" if key not in m else f"{m[key]:.3f}" if key == "cllr" else f"{m[key] * 100:.2f}"
+                for key in ("cllr", "miss", "false_alarm"))
             print(f"| {name} | {system} | {m['eer'] * 100:.2f} | {low * 100:.2f}-{high * 100:.2f} | "
-                  f"{m['min_dcf'][0.01]['min_dcf']:.3f} | {m['min_dcf'][0.05]['min_dcf']:.3f} | "
+                  f"{m['min_dcf'][0.01]['min_dcf']:.3f} | {m['min_dcf'][0.05]['min_dcf']:.3f} | {operating} | "
                   f"{m['embed_s']:.0f} s |", flush=True)
     return 0
 

@@ -179,3 +179,31 @@ def test_channel_effects_in_augmentation():
     np.testing.assert_array_equal(untouched, x)
     with pytest.raises(ConfigError, match="eq_tilt_prob"):
         Augmentation(eq_tilt_prob=2.0)
+
+
+def _band_power(x: np.ndarray, low_hz: float, high_hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(x, axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(x.shape[-1], 1 / audio.SAMPLE_RATE_HZ)
+    return float(spectrum[..., (freqs >= low_hz) & (freqs < high_hz)].sum())
+
+
+def test_codec_band_limit_cuts_above_a_drawn_codec_bandwidth():
+    x = np.random.default_rng(0).standard_normal((16, 16000)).astype(np.float32)
+    out = Augmentation(codec_prob=1.0, codec_cutoffs_hz=(3400.0, 7000.0))(x, np.random.default_rng(1))
+    for row_in, row_out in zip(x, out):
+        above_7k = _band_power(row_out, 7400, 8000) / _band_power(row_in, 7400, 8000)
+        assert above_7k < 1e-3  # every row is cut at 3.4 or 7 kHz
+        assert _band_power(row_out, 1000, 3000) / _band_power(row_in, 1000, 3000) > 0.8
+    cut_at_3k4 = [_band_power(o, 4000, 6500) / _band_power(i, 4000, 6500) < 1e-2 for i, o in zip(x, out)]
+    assert 0 < sum(cut_at_3k4) < 16  # both cut-offs drawn
+
+
+def test_codec_prob_zero_draws_nothing():
+    x = np.random.default_rng(0).standard_normal((8, 8000)).astype(np.float32)
+    a = Augmentation(eq_tilt_prob=1.0, gain_db=(-6.0, 6.0))(x, np.random.default_rng(3))
+    b = Augmentation(eq_tilt_prob=1.0, gain_db=(-6.0, 6.0), codec_prob=0.0)(x, np.random.default_rng(3))
+    assert np.array_equal(a, b)
+    with pytest.raises(ConfigError, match="codec_prob"):
+        Augmentation(codec_prob=1.5)
+    with pytest.raises(ConfigError, match="codec_cutoffs_hz"):
+        Augmentation(codec_prob=0.5, codec_cutoffs_hz=(9000.0,))

@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -154,9 +153,7 @@ def test_baseline_finds_it_hard_but_not_hopeless(small):
 def test_complete_corpus_is_not_written_twice(tiny):
     out, first = tiny
     stamps = {n: os.stat(out / "wav" / n).st_mtime_ns for n in _wavs(out)}
-    start = time.perf_counter()
     again = synthesize(out, speakers=4, utterances=2, seed=5, workers=1, progress=False)
-    assert time.perf_counter() - start < 2.0
     assert again.skipped and not first.skipped
     assert (again.n_utterances, again.total_duration_s, again.trial_files) == (
         first.n_utterances, first.total_duration_s, first.trial_files)

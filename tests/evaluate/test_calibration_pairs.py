@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from voxmetric.errors import CalibrationError
-from voxmetric.evaluate.calibration import MIN_PAIRS_PER_CLASS, CalibrationResult, calibrate_from_scores
+from voxmetric.evaluate.calibration import (MIN_PAIRS_PER_CLASS, Calibration, CalibrationResult, calibrate_from_scores,
+                                            clopper_pearson, fit_calibration)
 
 
 def gaussian_pairs(rng, n_per_class, mu_target=0.6, mu_nontarget=0.1, sigma=0.15):
@@ -88,3 +89,35 @@ def test_json_round_trip(tmp_path, rng):
     path.write_text(json.dumps(data))
     with pytest.raises(CalibrationError, match="'threshold' is missing"):
         CalibrationResult.load(path)
+
+
+SIX_SEPARATED = (np.array([0.62, 0.70, 0.75, 0.18, 0.25, 0.31]), np.array([1, 1, 1, 0, 0, 0]))
+
+
+def test_six_separable_pairs_give_a_bounded_slope_and_a_wide_interval():
+    scores, labels = SIX_SEPARATED
+    unregularised = calibrate_from_scores(scores, labels, n_bootstrap=200, regularization=False)
+    result = calibrate_from_scores(scores, labels, n_bootstrap=200)
+    assert 0 < result.scale < 50 and result.scale < unregularised.scale / 2
+    assert result.eer == 0.0 and result.eer_ci[1] > 0.2  # the bootstrap alone says (0, 0)
+    assert result.far_ci == result.frr_ci == pytest.approx((0.0, 1 - 0.025 ** (1 / 3)))
+    # Shrinkage toward a shipped calibration: between it and the data's steep fit.
+    shipped = Calibration(scale=12.0, offset=-5.0)
+    toward = calibrate_from_scores(scores, labels, n_bootstrap=20, reference=shipped)
+    assert shipped.scale < toward.scale < 50
+
+
+def test_many_pairs_fit_as_without_regularisation(rng):
+    scores, labels = gaussian_pairs(rng, 3000)
+    plain = fit_calibration(scores, labels)
+    for reference in (None, Calibration(scale=5.0, offset=0.0)):
+        fitted = calibrate_from_scores(scores, labels, n_bootstrap=10, reference=reference).calibration
+        assert fitted.scale == pytest.approx(plain.scale, rel=0.01)
+        assert fitted.offset == pytest.approx(plain.offset, rel=0.01)
+
+
+def test_clopper_pearson_reference_values():
+    assert clopper_pearson(0, 3) == pytest.approx((0.0, 0.7076), abs=1e-4)
+    low, high = clopper_pearson(5, 100)  # R: binom.test(5, 100)$conf.int = 0.0164 0.1128
+    assert low == pytest.approx(0.01643, abs=1e-4) and high == pytest.approx(0.11284, abs=1e-4)
+    assert clopper_pearson(4, 4) == pytest.approx((0.025 ** (1 / 4), 1.0))

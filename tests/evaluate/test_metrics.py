@@ -172,15 +172,6 @@ def test_bootstrap_keeps_class_counts(rng):
     assert 0.0 <= low <= high <= 0.1
 
 
-def test_bootstrap_is_fast_enough(rng):
-    import time
-
-    scores, labels = gaussian_trials(rng, 40_000, 3.5)
-    started = time.perf_counter()
-    eer_confidence_interval(scores, labels, n_bootstrap=1000)
-    assert time.perf_counter() - started < 15  # about 1 s on one core; generous for CI
-
-
 def test_evaluate_scores_fields(rng):
     scores, labels = gaussian_trials(rng, 2000, 3.0)
     result = evaluate_scores(scores, labels, n_bootstrap=100)

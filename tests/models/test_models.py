@@ -79,20 +79,28 @@ def _gain(kernels: torch.Tensor, n_fft: int = 8192) -> tuple[torch.Tensor, torch
     return torch.fft.rfftfreq(n_fft, 1 / SR), torch.fft.rfft(kernels, n=n_fft).abs()
 
 
-def test_sinc_filters_pass_their_band_and_stop_elsewhere():
-    sinc = SincConv1d()
+@pytest.mark.parametrize("normalization", ["pyannote", "ideal_bandpass"])
+def test_sinc_filters_pass_their_band_and_stop_elsewhere(normalization):
+    sinc = SincConv1d(kernel_normalization=normalization)
     with torch.no_grad():
         kernels = sinc.filters()[:, 0]
         low, high = sinc.cutoffs_hz()
     assert kernels.shape == (80, 251)
     assert torch.allclose(kernels, kernels.flip(dims=[1]))  # symmetric (linear phase)
     freqs, gain = _gain(kernels)
+    # pyannote's kernels are fs / (2 band) times the ideal band-pass taps (window aside).
+    scale = SR / (2 * (high - low)) if normalization == "pyannote" else torch.ones(80)
     for k in range(80):
-        centre = gain[k, (freqs - (low[k] + high[k]) / 2).abs().argmin()]
-        far = gain[k, (freqs < low[k] - 300) | (freqs > high[k] + 300)].max()
+        centre = gain[k, (freqs - (low[k] + high[k]) / 2).abs().argmin()] / scale[k]
+        far = gain[k, (freqs < low[k] - 300) | (freqs > high[k] + 300)].max() / scale[k]
         assert centre > 0.5 and far < 0.01, (k, low[k], high[k], centre, far)
-    # A wide band has unit gain inside, as documented.
+
+
+def test_ideal_bandpass_kernels_have_unit_gain_in_a_wide_band_only():
+    sinc = SincConv1d(kernel_normalization="ideal_bandpass")
     with torch.no_grad():
+        freqs, gain = _gain(sinc.filters()[:1, 0])
+        assert gain.max().item() == pytest.approx(0.56, abs=0.01)  # filter 0, 80-130 Hz: not unit
         sinc.low_hz_[0] = 1000.0 - sinc.min_low_hz
         sinc.band_hz_[0] = 1000.0 - sinc.min_band_hz
         freqs, gain = _gain(sinc.filters()[:1, 0])

@@ -20,6 +20,9 @@ from ..errors import AudioError, ConfigError
 MAX_RIR_DURATION_S = 2.0
 """RIRs are cut after this long: later tails hold little energy and lengthen every FFT."""
 
+CODEC_HIGHPASS_HZ = 100.0
+"""Lower band edge of the codec-like band limit (speech codecs' input high-pass)."""
+
 _POWER_FLOOR = 1e-20
 """Mean-square power treated as silence (no meaningful SNR or level exists)."""
 
@@ -192,9 +195,13 @@ class Augmentation:
     ``band_limit_prob`` a row is band-passed to the telephone band (300-3400
     Hz); with probability ``eq_tilt_prob`` its spectrum is tilted by a slope
     drawn uniformly in +-``eq_tilt_db_per_octave``; with ``gain_db`` every row
-    is scaled by a gain drawn uniformly in that range. Order: reverberation,
-    noise, band limit, tilt, gain (the channel acts on what the microphone
-    picked up).
+    is scaled by a gain drawn uniformly in that range. With probability
+    ``codec_prob`` a row is low-passed at a cut-off drawn from
+    ``codec_cutoffs_hz`` (the audio bandwidths of common speech codecs:
+    3.4 kHz narrowband, 4 kHz, 5.5 kHz, 7 kHz wideband), with a 100 Hz
+    high-pass as codecs' input filters have. Order: reverberation, noise,
+    band limit, codec band, tilt, gain (the channel acts on what the
+    microphone picked up).
 
     Files are loaded on the first call, not at construction, so the object
     pickles cheaply into DataLoader workers; every process loads the same
@@ -213,6 +220,9 @@ class Augmentation:
         eq_tilt_prob: probability of a spectral tilt.
         eq_tilt_db_per_octave: largest tilt magnitude in dB per octave.
         gain_db: ``(low, high)`` gain range in dB, or ``None`` (no gain change).
+        codec_prob: probability of a codec-like band limit (draws nothing when 0,
+            so configs without it give the same batches as before).
+        codec_cutoffs_hz: the upper band edges it draws from, uniformly.
     """
 
     def __init__(
@@ -229,14 +239,23 @@ class Augmentation:
         eq_tilt_prob: float = 0.0,
         eq_tilt_db_per_octave: float = 3.0,
         gain_db: tuple[float, float] | None = None,
+        codec_prob: float = 0.0,
+        codec_cutoffs_hz: tuple[float, ...] = (3400.0, 4000.0, 5500.0, 7000.0),
     ):
         _check_settings(snr_db, noise_prob, rir_prob, rir_dir, max_noise_s, max_rir_files)
-        for field, value in (("band_limit_prob", band_limit_prob), ("eq_tilt_prob", eq_tilt_prob)):
+        for field, value in (("band_limit_prob", band_limit_prob), ("eq_tilt_prob", eq_tilt_prob),
+                             ("codec_prob", codec_prob)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{field} must be in [0, 1], got {value}")
         if gain_db is not None and (len(gain_db) != 2 or gain_db[0] > gain_db[1]):
             raise ConfigError(f"gain_db must be (low, high) with low <= high, got {gain_db}")
         self.band_limit_prob, self.eq_tilt_prob = float(band_limit_prob), float(eq_tilt_prob)
+        self.codec_prob = float(codec_prob)
+        self.codec_cutoffs_hz = tuple(float(c) for c in codec_cutoffs_hz)
+        if self.codec_prob > 0 and (not self.codec_cutoffs_hz or not all(
+                CODEC_HIGHPASS_HZ < c < sample_rate_hz / 2 for c in self.codec_cutoffs_hz)):
+            raise ConfigError(f"codec_cutoffs_hz must be non-empty, each in ({CODEC_HIGHPASS_HZ:g} Hz, Nyquist), "
+                              f"got {list(codec_cutoffs_hz)}")
         self.eq_tilt_db_per_octave = float(eq_tilt_db_per_octave)
         self.gain_db = None if gain_db is None else (float(gain_db[0]), float(gain_db[1]))
         self.noise_dir = None if noise_dir is None else os.fspath(noise_dir)
@@ -288,6 +307,13 @@ class Augmentation:
             rows = rng.random(len(out)) < self.band_limit_prob
             if rows.any():
                 out[rows] = band_limit(out[rows], sample_rate_hz=self.sample_rate_hz)
+        if self.codec_prob > 0:
+            rows = rng.random(len(out)) < self.codec_prob
+            picks = rng.integers(len(self.codec_cutoffs_hz), size=len(out))
+            for k, cutoff in enumerate(self.codec_cutoffs_hz):  # a few filters, not a loop over rows
+                chosen = rows & (picks == k)
+                if chosen.any():
+                    out[chosen] = band_limit(out[chosen], CODEC_HIGHPASS_HZ, cutoff, sample_rate_hz=self.sample_rate_hz)
         if self.eq_tilt_prob > 0:
             rows = rng.random(len(out)) < self.eq_tilt_prob
             tilts = rng.uniform(-self.eq_tilt_db_per_octave, self.eq_tilt_db_per_octave, size=len(out))

@@ -32,7 +32,8 @@ def calibrate_trials(model, trials_path: str | os.PathLike, audio_root: str | os
             ``embed_files(paths, progress=...) -> (files, dim)``, ``settings``, ``name``).
         trials_path: VoxCeleb (``LABEL A B``) or Kaldi (``A B target``) trial list.
         audio_root: directory the list's paths are relative to (default: the list's own).
-        target_far, n_bootstrap, seed, prior: as in :func:`calibrate_from_scores`.
+        target_far, n_bootstrap, seed, prior: as in :func:`calibrate_from_scores`; the fit
+            shrinks toward ``model.calibration`` (the shipped one) when the model has one.
         progress: show a progress bar while embedding.
 
     Raises:
@@ -41,4 +42,5 @@ def calibrate_trials(model, trials_path: str | os.PathLike, audio_root: str | os
     scores, labels = trial_scores(model, trials_path, audio_root, progress)
     return calibrate_from_scores(scores, labels.astype(bool), target_far=target_far, n_bootstrap=n_bootstrap,
                                  seed=seed, prior=prior,
-                                 model=getattr(model, "fingerprint", None) or getattr(model, "name", None))
+                                 model=getattr(model, "fingerprint", None) or getattr(model, "name", None),
+                                 reference=getattr(model, "calibration", None))

@@ -12,7 +12,12 @@ fitted by minimising the prior-weighted cross-entropy (FoCal's variant, P = ``pr
     C(scale, offset) = P / N_tar * sum_tar log(1 + exp(-(llr_i + logit P)))
                      + (1 - P) / N_non * sum_non log(1 + exp(llr_j + logit P))
 
-which is convex in ``(scale, offset)``. With the LLR, the Bayes decision for a target
+which is convex in ``(scale, offset)``. With few pairs the minimum can sit at (or near)
+an infinite slope: scores that separate the classes perfectly make every finite slope
+improvable. :class:`CalibrationPrior` adds a Gaussian prior on the parameters (MAP
+estimate), centred on a reference calibration (the model's shipped one) or on "no
+information" (slope 0, LLR 0), worth a fixed number of pairs: its weight in the
+objective is ``1 / N_eff`` that of the data, so it fades as pairs accumulate. With the LLR, the Bayes decision for a target
 prior ``P_target`` and equal costs is ``accept if llr > -logit(P_target)``; see
 :meth:`Calibration.bayes_threshold`. :func:`cllr` measures how good an LLR is
 (0 perfect, 1 = no information, above 1 = worse than saying nothing).
@@ -25,12 +30,21 @@ Calibrating on a user's labelled pairs (:func:`calibrate_from_scores`, saved as 
 * for a target false acceptance rate: the lowest threshold whose FAR on the pairs is at
   most ``target_far`` (a trial is accepted when ``score >= threshold``).
 
-The uncertainty of both is reported as a stratified percentile bootstrap interval (the
+The LLR fit on a user's pairs is regularised (:class:`CalibrationPrior`): a Gaussian
+prior centred on the model's shipped calibration when it has one, worth a fixed number
+of pairs, so that a handful of perfectly separated pairs gives a bounded slope close to
+the reference instead of a near-infinite one; with hundreds of pairs the data decide.
+
+The uncertainty of the threshold is a stratified percentile bootstrap interval (the
 method of :func:`voxmetric.evaluate.metrics.eer_confidence_interval`): each replicate
 resamples the target and the non-target pairs with replacement, keeping both counts,
 and recomputes the EER and the threshold; the interval is the 2.5 % and 97.5 %
-quantiles. Pairs are treated as independent; pairs sharing recordings or speakers make
-the true interval wider.
+quantiles. A bootstrap of a few pairs is far too narrow (6 separated pairs: every
+replicate has EER 0), so the error rates also get exact binomial (Clopper-Pearson)
+intervals: the false acceptance and false rejection rates at the threshold on their
+pair counts, and the EER as an error count on the smaller class; the reported EER
+interval is the union of that and the bootstrap one. Pairs are treated as independent;
+pairs sharing recordings or speakers make the true interval wider.
 """
 
 from __future__ import annotations
@@ -97,6 +111,37 @@ class Calibration:
         return cls(float(data["scale"]), float(data["offset"]))
 
 
+@dataclass(frozen=True)
+class CalibrationPrior:
+    """Gaussian prior on the calibration, for fits on few pairs (MAP instead of ML).
+
+    Parameters live in standardised score units (``x = (score - mean) / std`` of the pairs'
+    scores): ``llr = a x + b``, so the prior means the same for cosine, PLDA or any score
+    scale. ``a`` (LLR change per standard deviation of the scores) ~ N(``a_ref``,
+    ``slope_sd``), ``b`` (LLR at the mean score) ~ N(``b_ref``, ``offset_sd``), where
+    ``(a_ref, b_ref)`` is ``reference`` expressed in those units, or ``(0, 0)`` (an
+    uninformative LLR) without one. The penalty added to the objective is
+    ``((a - a_ref)^2 / slope_sd^2 + (b - b_ref)^2 / offset_sd^2) / (2 N_eff)``, with
+    ``N_eff = 4 N_tar N_non / (N_tar + N_non)`` (the number of pairs when balanced):
+    the cross-entropy is a mean over pairs, so this is exactly a Gaussian prior on the
+    summed likelihood, and its pull shrinks as 1 / pairs.
+
+    The defaults are weak: without a reference, a slope within +-2 x 4 nats per score
+    standard deviation and a mean-score LLR within +-2 x 4 nats; with one, the same
+    widths around it (a fitted calibration on real data has ``a`` of 2-6).
+    """
+
+    reference: "Calibration | None" = None
+    slope_sd: float = 4.0
+    offset_sd: float = 4.0
+
+    def __post_init__(self):
+        for name in ("slope_sd", "offset_sd"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"CalibrationPrior {name} must be a positive number, got {value!r}")
+
+
 def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
@@ -106,7 +151,8 @@ def _check_prior(prior: float) -> None:
         raise ValueError(f"prior must be strictly between 0 and 1, got {prior}")
 
 
-def fit_calibration(scores, labels, prior: float = 0.5, max_iterations: int = 100) -> Calibration:
+def fit_calibration(scores, labels, prior: float = 0.5, max_iterations: int = 100,
+                    regularization: CalibrationPrior | None = None) -> Calibration:
     """Fit ``llr = scale * score + offset`` by prior-weighted logistic regression (module docstring).
 
     Newton's method with step halving on the (convex) objective, in standardised score
@@ -118,6 +164,9 @@ def fit_calibration(scores, labels, prior: float = 0.5, max_iterations: int = 10
         prior: the target prior ``P`` the objective is weighted for (0.5 weights both
             classes equally whatever their counts).
         max_iterations: Newton steps at most (it converges in under 20 on real scores).
+        regularization: a :class:`CalibrationPrior` (MAP fit, bounded slope on few
+            pairs), or ``None``: maximum likelihood (with a negligible ridge that only
+            keeps perfectly separated scores finite, and steep).
 
     Returns:
         The fitted :class:`Calibration`.
@@ -135,20 +184,29 @@ def fit_calibration(scores, labels, prior: float = 0.5, max_iterations: int = 10
     sign = np.where(labels, 1.0, -1.0)
     weight = np.where(labels, prior / labels.sum(), (1 - prior) / (~labels).sum())
     shift = _logit(prior)
+    # Quadratic penalty sum_k precision_k (params_k - centre_k)^2 (params: standardised a, b).
+    if regularization is None:
+        centre, precision = np.zeros(2), np.array([_RIDGE, 0.0])
+    else:
+        n_target, n_nontarget = labels.sum(), (~labels).sum()
+        n_eff = 4.0 * n_target * n_nontarget / (n_target + n_nontarget)
+        ref = regularization.reference
+        centre = np.zeros(2) if ref is None else np.array([ref.scale * std, ref.offset + ref.scale * mean])
+        precision = 0.5 / n_eff / np.array([regularization.slope_sd, regularization.offset_sd]) ** 2
 
     def objective(params: np.ndarray) -> float:
         z = params[0] * x + params[1] + shift
-        return float(weight @ np.logaddexp(0.0, -sign * z) + _RIDGE * params[0] ** 2)
+        return float(weight @ np.logaddexp(0.0, -sign * z) + precision @ (params - centre) ** 2)
 
-    params = np.zeros(2)
+    params = centre.copy()
     value = objective(params)
     design = np.stack([x, np.ones_like(x)], axis=1)
     for _ in range(max_iterations):
         z = params[0] * x + params[1] + shift
         p_wrong = expit(-sign * z)  # probability given to the wrong class: the gradient factor
-        gradient = design.T @ (weight * -sign * p_wrong) + np.array([2 * _RIDGE * params[0], 0.0])
+        gradient = design.T @ (weight * -sign * p_wrong) + 2 * precision * (params - centre)
         curvature = weight * p_wrong * (1 - p_wrong)
-        hessian = (design * curvature[:, None]).T @ design + np.diag([2 * _RIDGE, 1e-12])
+        hessian = (design * curvature[:, None]).T @ design + np.diag(2 * precision + np.array([0.0, 1e-12]))
         step = np.linalg.solve(hessian, gradient)
         size = 1.0
         while size > 1e-10:
@@ -199,7 +257,8 @@ class CalibrationResult:
         threshold: score threshold (accept when ``score >= threshold``).
         threshold_ci: ``(low, high)`` bootstrap interval of ``threshold``.
         eer: equal error rate on the pairs (a fraction); ``eer_ci`` its interval.
-        far / frr: error rates of ``threshold`` on the pairs.
+        far / frr: error rates of ``threshold`` on the pairs; ``far_ci`` / ``frr_ci`` their
+            exact binomial (Clopper-Pearson) intervals.
         target_far: the requested FAR, or ``None`` for the EER point.
         n_target / n_nontarget: pair counts.
         model: name of the model that produced the scores (``None`` if unknown).
@@ -219,6 +278,8 @@ class CalibrationResult:
     model: str | None = None
     n_bootstrap: int = DEFAULT_N_BOOTSTRAP
     warnings: list[str] = field(default_factory=list)
+    far_ci: tuple[float, float] | None = None
+    frr_ci: tuple[float, float] | None = None
 
     @property
     def scale(self) -> float:
@@ -237,6 +298,8 @@ class CalibrationResult:
             "operating_point": "eer" if self.target_far is None else "target_far", "target_far": self.target_far,
             "eer": self.eer, "eer_ci": list(self.eer_ci), "far": self.far, "frr": self.frr,
             "n_target": self.n_target, "n_nontarget": self.n_nontarget,
+            "far_ci": None if self.far_ci is None else list(self.far_ci),
+            "frr_ci": None if self.frr_ci is None else list(self.frr_ci),
             "confidence": CONFIDENCE, "n_bootstrap": self.n_bootstrap, "warnings": list(self.warnings),
         }
 
@@ -275,6 +338,8 @@ class CalibrationResult:
                 target_far=None if data["target_far"] is None else float(data["target_far"]),
                 n_target=int(data["n_target"]), n_nontarget=int(data["n_nontarget"]),
                 model=data["model"], n_bootstrap=int(data["n_bootstrap"]), warnings=list(data["warnings"]),
+                far_ci=None if data.get("far_ci") is None else _pair(data["far_ci"]),
+                frr_ci=None if data.get("frr_ci") is None else _pair(data["frr_ci"]),
             )
         except KeyError as error:
             raise CalibrationError(f"{path}: field {error.args[0]!r} is missing") from None
@@ -327,6 +392,19 @@ def _bootstrap(scores, labels, target_far, n_bootstrap: int, seed: int) -> tuple
     return eers, thresholds
 
 
+def clopper_pearson(errors: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Exact binomial interval of a rate: ``errors`` out of ``trials`` (Clopper & Pearson 1934).
+
+    Never narrower than the truth whatever the count: 0 errors in 3 trials gives (0, 0.71).
+    """
+    from scipy.stats import beta
+
+    tail = (1 - confidence) / 2
+    low = 0.0 if errors == 0 else float(beta.ppf(tail, errors, trials - errors + 1))
+    high = 1.0 if errors == trials else float(beta.ppf(1 - tail, errors + 1, trials - errors))
+    return low, high
+
+
 def _warnings(n_target: int, n_nontarget: int, target_far: float | None) -> list[str]:
     warnings = []
     if min(n_target, n_nontarget) < MIN_PAIRS_PER_CLASS:
@@ -342,7 +420,9 @@ def _warnings(n_target: int, n_nontarget: int, target_far: float | None) -> list
 
 
 def calibrate_from_scores(scores, labels, target_far: float | None = None, n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
-                          seed: int = 0, prior: float = 0.5, model: str | None = None) -> CalibrationResult:
+                          seed: int = 0, prior: float = 0.5, model: str | None = None,
+                          reference: Calibration | None = None,
+                          regularization: "CalibrationPrior | None | bool" = True) -> CalibrationResult:
     """Fit the LLR calibration and pick the threshold, with bootstrap intervals (module docstring).
 
     Args:
@@ -354,6 +434,11 @@ def calibrate_from_scores(scores, labels, target_far: float | None = None, n_boo
         seed: bootstrap seed; equal inputs and seed give equal results.
         prior: target prior the logistic fit is weighted for (see :func:`fit_calibration`).
         model: name of the model that produced the scores, stored with the result.
+        reference: the calibration the fit shrinks toward (the model's shipped one), or
+            ``None`` (toward an uninformative LLR).
+        regularization: ``True`` (default): ``CalibrationPrior(reference)``; a
+            :class:`CalibrationPrior` to set the widths; ``False`` / ``None``: maximum
+            likelihood (unbounded slope on separable pairs).
 
     Raises:
         CalibrationError: mismatched shapes, bad labels, a kind of pair missing, bad options.
@@ -364,17 +449,27 @@ def calibrate_from_scores(scores, labels, target_far: float | None = None, n_boo
         raise CalibrationError(f"target_far must be between 0 and 1 (exclusive), got {target_far}")
     if n_bootstrap < 1:
         raise CalibrationError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
-    calibration = fit_calibration(scores, labels, prior=prior)
+    if regularization is True:
+        regularization = CalibrationPrior(reference)
+    calibration = fit_calibration(scores, labels, prior=prior, regularization=regularization or None)
     equal_error_rate = eer(scores, labels)[0]
     threshold = threshold_at(scores, labels, target_far)
     far, frr = _error_rates(scores, labels, threshold)
     eers, thresholds = _bootstrap(scores, labels, target_far, n_bootstrap, seed)
     tail = (1 - CONFIDENCE) / 2
     n_target = int(labels.sum())
+    n_nontarget = labels.size - n_target
+    # EER interval: bootstrap united with an exact binomial interval of the EER as an error
+    # count on the smaller class (the bootstrap alone collapses to a point on few pairs).
+    n_small = min(n_target, n_nontarget)
+    exact = clopper_pearson(int(round(equal_error_rate * n_small)), n_small)
+    boot_low, boot_high = np.quantile(eers, [tail, 1 - tail])
     return CalibrationResult(
         calibration=calibration, threshold=threshold,
         threshold_ci=_pair(np.quantile(thresholds, [tail, 1 - tail])),
-        eer=equal_error_rate, eer_ci=_pair(np.quantile(eers, [tail, 1 - tail])),
-        far=far, frr=frr, target_far=target_far, n_target=n_target, n_nontarget=labels.size - n_target,
-        model=model, n_bootstrap=n_bootstrap, warnings=_warnings(n_target, labels.size - n_target, target_far),
+        eer=equal_error_rate, eer_ci=(float(min(boot_low, exact[0])), float(max(boot_high, exact[1]))),
+        far=far, frr=frr, target_far=target_far, n_target=n_target, n_nontarget=n_nontarget,
+        model=model, n_bootstrap=n_bootstrap, warnings=_warnings(n_target, n_nontarget, target_far),
+        far_ci=clopper_pearson(int(round(far * n_nontarget)), n_nontarget),
+        frr_ci=clopper_pearson(int(round(frr * n_target)), n_target),
     )

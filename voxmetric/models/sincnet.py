@@ -17,7 +17,9 @@ from torch import Tensor, nn
 
 from ..audio.dsp import hz_to_mel, mel_to_hz
 from ..errors import ConfigError
-from ..checks import check_bool, check_float, check_int, check_int_list, check_odd_int
+from ..checks import check_bool, check_choice, check_float, check_int, check_int_list, check_odd_int
+
+KERNEL_NORMALIZATIONS = ("pyannote", "ideal_bandpass")
 
 
 class SincConv1d(nn.Module):
@@ -26,10 +28,28 @@ class SincConv1d(nn.Module):
     Filter ``k`` passes ``[low_k, high_k]`` with ``low_k = min_low_hz + |low_hz_[k]|`` and
     ``high_k = min(low_k + min_band_hz + |band_hz_[k]|, Nyquist)``; the absolute values keep
     the minima whatever sign training gives the parameters. The kernel is the difference
-    of two ideal low-pass responses, Hamming-windowed, with unit gain in the passband.
-    Filters are symmetric, so only the left half of the taps is computed and mirrored.
-    Filters are built in float32 even under autocast: sines of large arguments in
-    half precision would put the cut-offs tens of Hz off.
+    of two ideal low-pass responses, Hamming-windowed. Filters are symmetric, so only the
+    left half of the taps is computed and mirrored. Filters are built in float32 even under
+    autocast: sines of large arguments in half precision would put the cut-offs tens of Hz off.
+
+    ``kernel_normalization`` says how the taps are scaled:
+
+    - ``"pyannote"`` (default): exactly ``SincConv1d`` of pyannote.audio 1.x, which is
+      ``SincConv_fast`` of mravanelli/SincNet. With ``n = -(K-1)/2 .. -1`` and
+      ``w = 2 pi n / fs``, the left half is ``(sin(high w) - sin(low w)) / (w / 2)`` times the
+      left half-window ``0.54 - 0.46 cos(2 pi m / K)``, ``m = linspace(0, K/2 - 1, int(K/2))``
+      (note: not quite ``torch.hamming_window``), the centre tap is ``2 (high - low)``, and
+      the whole kernel is divided by ``2 (high - low)``: the centre tap is 1, and the peak
+      gain is about ``fs / (2 (high - low))`` for wide bands, less for narrow ones (at
+      initialisation, with 251 taps: peak ``|H|`` from 62 for filter 0 down to 26 for the top one).
+    - ``"ideal_bandpass"``: the taps of the discrete-time ideal band-pass response,
+      ``(sin(2 pi high n / fs) - sin(2 pi low n / fs)) / (pi n)``, centre ``2 (high - low) / fs``,
+      times a symmetric ``torch.hamming_window(K)``: ``fs / (2 (high - low))`` times smaller
+      than ``"pyannote"`` (26x to 110x at initialisation), with a slightly different window.
+      It has gain 1 in the passband only for bands wide against the window's resolution: at
+      initialisation the peak ``|H|`` goes from 0.56 (filter 0, 50-100 Hz) to 1.0. These were
+      voxmetric's kernels until pyannote's became the default; weights trained with them
+      must say so in their model params (the first bundled sinctdnn-aam's file does).
 
     Parameters
     ----------
@@ -44,6 +64,8 @@ class SincConv1d(nn.Module):
         Smallest low cut-off and bandwidth (50 Hz each).
     init_low_hz : float
         Low edge of the mel-spaced initialisation (30 Hz).
+    kernel_normalization : str
+        ``"pyannote"`` (default) or ``"ideal_bandpass"``, see above.
 
     >>> SincConv1d()(torch.randn(2, 1, 16000)).shape
     torch.Size([2, 80, 15750])
@@ -58,9 +80,16 @@ class SincConv1d(nn.Module):
         min_low_hz: float = 50.0,
         min_band_hz: float = 50.0,
         init_low_hz: float = 30.0,
+        kernel_normalization: str = "pyannote",
     ):
         super().__init__()
         owner = "SincConv1d"
+        if kernel_normalization not in KERNEL_NORMALIZATIONS:
+            raise ConfigError(
+                f"{owner}: kernel_normalization must be one of {', '.join(map(repr, KERNEL_NORMALIZATIONS))}, "
+                f"got {kernel_normalization!r}"
+            )
+        self.kernel_normalization = kernel_normalization
         self.n_filters = check_int(owner, "n_filters", n_filters)
         self.kernel_samples = check_odd_int(owner, "kernel_samples", kernel_samples, minimum=3)
         self.stride_samples = check_int(owner, "stride_samples", stride_samples)
@@ -87,9 +116,14 @@ class SincConv1d(nn.Module):
         self.band_hz_ = nn.Parameter(edges_hz.diff().float().unsqueeze(1))
 
         half = (kernel_samples - 1) // 2
-        # Left half of a symmetric Hamming window and the tap times n = -half..-1 (in samples).
-        window = torch.hamming_window(kernel_samples, periodic=False, dtype=torch.float64)
-        self.register_buffer("window_left", window[:half].float(), persistent=False)
+        # Left half of the window and the tap times n = -half..-1 (in samples).
+        if kernel_normalization == "pyannote":
+            # pyannote 1.x / SincNet's SincConv_fast: linspace(0, K/2 - 1, int(K/2)) over K.
+            m = torch.linspace(0.0, kernel_samples / 2 - 1, steps=int(kernel_samples / 2), dtype=torch.float64)
+            window_left = 0.54 - 0.46 * torch.cos(2 * math.pi * m / kernel_samples)
+        else:
+            window_left = torch.hamming_window(kernel_samples, periodic=False, dtype=torch.float64)[:half]
+        self.register_buffer("window_left", window_left.float(), persistent=False)
         self.register_buffer("n_left", torch.arange(-half, 0, dtype=torch.float32), persistent=False)
 
     def cutoffs_hz(self) -> tuple[Tensor, Tensor]:
@@ -105,12 +139,20 @@ class SincConv1d(nn.Module):
         low, high = self.cutoffs_hz()
         low, high = low.unsqueeze(1), high.unsqueeze(1)
         # Ideal band-pass: h[n] = (sin(2 pi f_hi n / fs) - sin(2 pi f_lo n / fs)) / (pi n),
-        # h[0] = 2 (f_hi - f_lo) / fs: unit gain between the cut-offs. Broadcast products
-        # (not matmul) so autocast leaves them in float32.
+        # h[0] = 2 (f_hi - f_lo) / fs. Broadcast products (not matmul) so autocast leaves
+        # them in float32.
         omega = (2.0 * math.pi / self.sample_rate_hz) * self.n_left
-        left = (torch.sin(high * omega) - torch.sin(low * omega)) / (math.pi * self.n_left)
-        left = left * self.window_left
-        centre = 2.0 * (high - low) / self.sample_rate_hz
+        band = high - low
+        if self.kernel_normalization == "pyannote":
+            # (sin(high w) - sin(low w)) / (w / 2) with w = 2 pi n / fs, centre 2 band,
+            # all divided by 2 band (pyannote 1.x SincConv1d).
+            left = (torch.sin(high * omega) - torch.sin(low * omega)) / (omega / 2) * self.window_left
+            left = left / (2.0 * band)
+            centre = torch.ones_like(band)
+        else:
+            left = (torch.sin(high * omega) - torch.sin(low * omega)) / (math.pi * self.n_left)
+            left = left * self.window_left
+            centre = 2.0 * band / self.sample_rate_hz
         return torch.cat([left, centre, left.flip(dims=[1])], dim=1).unsqueeze(1)
 
     def forward(self, waveforms: Tensor) -> Tensor:
@@ -141,7 +183,13 @@ class SincNet(nn.Module):
     waveform_normalize : bool
         Instance-normalise the waveform first (seed: True).
     instance_normalize : bool
-        Instance norm (affine) after each layer (seed: True); False: batch norm.
+        Instance norm (affine) after each layer (seed: True). False: batch norm, which
+        pyannote.audio 1.x does not have (its SincNet with ``instance_normalize=False`` has no
+        normalisation after the layers at all); voxmetric uses batch norm so that frames
+        stay local (shared-frame extraction) and training stays stable.
+    kernel_normalization : str
+        Scaling of the sinc kernels: ``"pyannote"`` (default, exactly pyannote.audio 1.x) or
+        ``"ideal_bandpass"`` (voxmetric's earlier kernels), see :class:`SincConv1d`.
     leaky_relu_slope : float
         0.2 (Ravanelli & Bengio).
 
@@ -170,6 +218,7 @@ class SincNet(nn.Module):
         waveform_normalize: bool = True,
         instance_normalize: bool = True,
         leaky_relu_slope: float = 0.2,
+        kernel_normalization: str = "pyannote",
     ):
         super().__init__()
         owner = "SincNet"
@@ -186,7 +235,8 @@ class SincNet(nn.Module):
         self.out_channels = conv_channels
 
         self.waveform_norm = nn.InstanceNorm1d(1, affine=True) if waveform_normalize else nn.Identity()
-        sinc = SincConv1d(sinc_filters, sinc_kernel_samples, strides[0], sample_rate_hz, min_low_hz, min_band_hz)
+        sinc = SincConv1d(sinc_filters, sinc_kernel_samples, strides[0], sample_rate_hz, min_low_hz, min_band_hz,
+                          kernel_normalization=kernel_normalization)
         self.convs = nn.ModuleList(
             [
                 sinc,

@@ -29,9 +29,9 @@ class SincTDNN(EmbeddingModel):
     embedding_dim : int
         512.
     sinc_filters, sinc_kernel_samples, min_low_hz, min_band_hz, conv_channels, conv_kernel_size,
-    strides, pool_size, waveform_normalize, instance_normalize
+    strides, pool_size, waveform_normalize, instance_normalize, kernel_normalization
         See :class:`~voxmetric.models.sincnet.SincNet` (80, 251, 50, 50, 60, 5, [5, 1, 1], 3,
-        True, True).
+        True, True, "pyannote").
     tdnn_channels, tdnn_stats_channels
         Widths of the TDNN frame layers (512, 1500); e.g. 128 / 384 for a small demo model.
     embedding_batch_norm, embedding_unit_norm
@@ -58,6 +58,7 @@ class SincTDNN(EmbeddingModel):
         pool_size: int = 3,
         waveform_normalize: bool = True,
         instance_normalize: bool = True,
+        kernel_normalization: str = "pyannote",
         tdnn_channels: int = 512,
         tdnn_stats_channels: int = 1500,
         embedding_batch_norm: bool = False,
@@ -79,6 +80,7 @@ class SincTDNN(EmbeddingModel):
             pool_size=pool_size,
             waveform_normalize=waveform_normalize,
             instance_normalize=instance_normalize,
+            kernel_normalization=kernel_normalization,
         )
         self.tdnn = TDNN(
             conv_channels, tdnn_channels, tdnn_stats_channels, embedding_dim, embedding_batch_norm, embedding_unit_norm

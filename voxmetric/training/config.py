@@ -43,6 +43,8 @@ class AugmentationConfig:
     eq_tilt_prob: float = 0.0
     eq_tilt_db_per_octave: float = 3.0
     gain_db: list[float] | None = None
+    codec_prob: float = 0.0  # low-pass at a codec bandwidth (100 Hz - cut-off)
+    codec_cutoffs_hz: list[float] = field(default_factory=lambda: [3400.0, 4000.0, 5500.0, 7000.0])
 
 
 @dataclass

@@ -120,6 +120,7 @@ def build_dataset(config: Config, corpus, start_batch: int = 0):
             noise_prob=a.noise_prob if a.noise_dir else 0.0, rir_prob=a.rir_prob if a.rir_dir else 0.0,
             band_limit_prob=a.band_limit_prob, eq_tilt_prob=a.eq_tilt_prob,
             eq_tilt_db_per_octave=a.eq_tilt_db_per_octave, gain_db=None if a.gain_db is None else tuple(a.gain_db),
+            codec_prob=a.codec_prob, codec_cutoffs_hz=tuple(a.codec_cutoffs_hz),
         )
     return ChunkBatches(
         corpus,
