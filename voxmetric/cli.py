@@ -1,4 +1,4 @@
-"""Command line (SPEC section 4): parsing only; every command calls a library function.
+"""Command line: parsing only; every command calls a library function.
 
 Errors caused by input (a file, a config field, an argument) are printed on one
 line as ``voxmetric: error: ...`` with exit status 1; usage errors exit with 2.

@@ -9,16 +9,13 @@ reproducible as the chunks themselves.
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfiltfilt
 
 from .. import audio
-from ..errors import AudioError, ConfigError
-
-MAX_RIR_DURATION_S = 2.0
-"""RIRs are cut after this long: later tails hold little energy and lengthen every FFT."""
+from ..errors import ConfigError
+from .banks import check_has_audio, read_noise_bank, read_rirs, stack_rirs
 
 CODEC_HIGHPASS_HZ = 100.0
 """Lower band edge of the codec-like band limit (speech codecs' input high-pass)."""
@@ -73,7 +70,7 @@ def reverberate(clean: np.ndarray, rirs) -> np.ndarray:
         ``(B, T)`` reverberant waveforms, dtype of ``clean``.
     """
     clean = np.asarray(clean)
-    rirs = _stack_rirs(rirs)
+    rirs = stack_rirs(rirs)
     if clean.ndim != 2 or rirs.shape[0] != clean.shape[0]:
         raise ValueError(f"clean {clean.shape} needs one RIR per row, got {rirs.shape}")
     samples = clean.shape[1]
@@ -84,17 +81,6 @@ def reverberate(clean: np.ndarray, rirs) -> np.ndarray:
     audible = p_wet > _POWER_FLOOR
     scale = np.where(audible, np.sqrt(p_dry / np.where(audible, p_wet, 1.0)), 0.0)
     return (wet * scale[:, None]).astype(clean.dtype, copy=False)
-
-
-def _stack_rirs(rirs) -> np.ndarray:
-    """``(B, L)`` float64 from an array or a list of 1-D RIRs of any lengths."""
-    if isinstance(rirs, np.ndarray) and rirs.ndim == 2:
-        return rirs.astype(np.float64, copy=False)
-    rows = [np.asarray(r, dtype=np.float64).ravel() for r in rirs]
-    stacked = np.zeros((len(rows), max(len(r) for r in rows)), dtype=np.float64)
-    for i, row in enumerate(rows):  # once per RIR list, not per sample
-        stacked[i, : len(row)] = row
-    return stacked
 
 
 def band_limit(
@@ -262,7 +248,7 @@ class Augmentation:
         self.rir_dir = None if rir_dir is None else os.fspath(rir_dir)
         for field, folder in (("noise_dir", self.noise_dir), ("rir_dir", self.rir_dir)):
             if folder is not None:
-                _check_has_audio(field, folder)
+                check_has_audio(field, folder)
         self.snr_db = (float(snr_db[0]), float(snr_db[1]))
         self.noise_prob, self.rir_prob = float(noise_prob), float(rir_prob)
         self.sample_rate_hz = int(sample_rate_hz)
@@ -347,12 +333,12 @@ class Augmentation:
 
     def _load_noise(self) -> np.ndarray:
         if self._noise_bank is None:
-            self._noise_bank = _read_noise_bank(self.noise_dir, self.max_noise_s, self.sample_rate_hz)
+            self._noise_bank = read_noise_bank(self.noise_dir, self.max_noise_s, self.sample_rate_hz)
         return self._noise_bank
 
     def _load_rirs(self) -> np.ndarray:
         if self._rirs is None:
-            self._rirs = _read_rirs(self.rir_dir, self.max_rir_files, self.sample_rate_hz)
+            self._rirs = read_rirs(self.rir_dir, self.max_rir_files, self.sample_rate_hz)
         return self._rirs
 
 
@@ -368,61 +354,3 @@ def _check_settings(snr_db, noise_prob, rir_prob, rir_dir, max_noise_s, max_rir_
         raise ConfigError(f"max_noise_s must be positive, got {max_noise_s}")
     if max_rir_files < 1:
         raise ConfigError(f"max_rir_files must be >= 1, got {max_rir_files}")
-
-
-def _audio_files(folder: str) -> list[str]:
-    """Audio files under ``folder``, recursively, sorted (a fixed order for every process)."""
-    found = []
-    for directory, _, names in os.walk(folder):
-        found.extend(os.path.join(directory, n) for n in names if n.lower().endswith(audio.AUDIO_EXTENSIONS))
-    return sorted(found)
-
-
-def _check_has_audio(field: str, folder: str) -> None:
-    """Fail early (in the main process) on a missing folder or one without audio."""
-    if not os.path.isdir(folder):
-        raise ConfigError(f"{field}: {folder} is not a folder")
-    for _, _, names in os.walk(folder):
-        if any(n.lower().endswith(audio.AUDIO_EXTENSIONS) for n in names):
-            return
-    raise ConfigError(f"{field}: {folder} holds no audio files ({', '.join(audio.AUDIO_EXTENSIONS)})")
-
-
-def _shuffled(paths: list[str]) -> list[str]:
-    # A fixed seed: every worker must build the same bank, and a sorted prefix
-    # would take all of the budget from the first sub-folder.
-    order = np.random.default_rng(0).permutation(len(paths))
-    return [paths[i] for i in order]
-
-
-def _read_noise_bank(folder: str, max_noise_s: float, sample_rate_hz: int) -> np.ndarray:
-    """Concatenated noise files, up to ``max_noise_s``: ``(samples,)`` float32."""
-    budget = int(round(max_noise_s * sample_rate_hz))
-    pieces, total = [], 0
-    for path in _shuffled(_audio_files(folder)):
-        if total >= budget:
-            break
-        try:
-            piece = audio.read(path, 0.0, (budget - total) / sample_rate_hz, sample_rate_hz)
-        except AudioError as error:
-            warnings.warn(f"noise_dir: skipping unreadable noise file: {error}", stacklevel=2)
-            continue
-        pieces.append(piece[: budget - total])
-        total += len(pieces[-1])
-    if not pieces:
-        raise ConfigError(f"noise_dir: {folder} holds no readable audio file")
-    return np.concatenate(pieces)
-
-
-def _read_rirs(folder: str, max_rir_files: int, sample_rate_hz: int) -> np.ndarray:
-    """Up to ``max_rir_files`` RIRs, zero-padded: ``(files, L)`` float64."""
-    paths = [p for p in _audio_files(folder) if "noise" not in os.path.relpath(p, folder).lower()]
-    rirs = []
-    for path in _shuffled(paths)[:max_rir_files]:
-        try:
-            rirs.append(audio.read(path, 0.0, MAX_RIR_DURATION_S, sample_rate_hz))
-        except AudioError as error:
-            warnings.warn(f"rir_dir: skipping unreadable impulse response: {error}", stacklevel=2)
-    if not rirs:
-        raise ConfigError(f"rir_dir: {folder} holds no readable impulse response (files named *noise* are left out)")
-    return _stack_rirs(rirs)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.fft import irfft, next_fast_len, rfft, rfftfreq
+from scipy.fft import irfft, next_fast_len, rfftfreq
 from scipy.signal import fftconvolve
 
 from .. import audio

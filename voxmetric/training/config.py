@@ -49,7 +49,7 @@ class AugmentationConfig:
 
 @dataclass
 class DataConfig:
-    """Training corpus and P x K chunk batches (SPEC section 2)."""
+    """Training corpus and P x K chunk batches ."""
 
     corpus: str | list[str] = ""  # one corpus folder, or several read and pooled
     format: str = "auto"

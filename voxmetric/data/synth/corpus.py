@@ -49,7 +49,8 @@ from ...fileio import atomic_open
 from ..corpus import Utterance
 from .channel import apply_channel, draw_channel
 from ...audio.io import SAMPLE_RATE_HZ
-from .speech import draw_voice, make_lexicon, render_speech
+from .render import render_speech
+from .speech import draw_voice, make_lexicon
 from ..trials import make_trials, write_trials
 
 SYNTH_VERSION = 1
