@@ -531,6 +531,7 @@ class Trainer:
     def _train_batch(self, waveforms: torch.Tensor, labels: torch.Tensor) -> float | None:
         """One optimiser step; ``None`` when the batch was skipped for a non-finite loss or gradient."""
         use_amp = self.config.training.amp and self.device.type == "cuda"
+        buffers = [(b, b.detach().clone()) for b in self.step.buffers()]  # batch-norm statistics, restored on a skip
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss, _ = self.ddp_step(waveforms, labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -547,6 +548,9 @@ class Trainer:
         (bad,) = distributed.any_rank((not (math.isfinite(value) and bool(torch.isfinite(norm))),), self.device)
         if bad:
             self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for buffer, saved in buffers:
+                    buffer.copy_(saved)
             with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended
                 warnings.simplefilter("ignore")
                 self.scheduler.step()  # the schedule follows batches, skipped or not
@@ -557,8 +561,8 @@ class Trainer:
                 raise TrainingError(
                     f"{self.nonfinite_in_row} batches in a row (up to batch {self.batches_done + 1}) had a NaN or "
                     f"infinite loss or gradient (loss {value}) and were skipped (training.max_nonfinite_steps="
-                    f"{limit}): lower optimizer.lr, set training.grad_clip_norm or check the data; "
-                    f"{self.checkpoints / 'last.pt'} holds the last good weights"
+                    f"{limit}): lower optimizer.lr, set training.grad_clip_norm or check the data"
+                    + (f"; {last} holds the last checkpoint" if (last := self.checkpoints / "last.pt").exists() else "")
                 )
             return None
         self.nonfinite_in_row = 0
