@@ -49,17 +49,36 @@ def trial_keys(trials) -> list[str]:
 
 def key_paths(keys: list[str], root: Path) -> list[Path]:
     """The audio file of each trial key: ``root / key``, or in a Kaldi data dir (``root``
-    holds ``wav.scp``) the file its utterance id names."""
-    if not (root / "wav.scp").is_file():
-        return [root / key for key in keys]
-    from ..data.kaldi import read_wav_scp
+    holds ``wav.scp``) the file its utterance id names.
 
-    table = read_wav_scp(str(root / "wav.scp"))
-    paths = []
-    for key in keys:
-        written = Path(table[key][0]) if key in table else Path(key)
-        paths.append(written if written.is_absolute() else root / written)
+    Paths are only read, and followed wherever they lead: symlinks and absolute paths
+    silently (data folders are often links to other disks), relative paths climbing
+    out of ``root`` through ``..`` with one warning naming how many and the first.
+    """
+    if not (root / "wav.scp").is_file():
+        paths = [root / key for key in keys]
+    else:
+        from ..data.kaldi import read_wav_scp
+
+        table = read_wav_scp(str(root / "wav.scp"))
+        paths = []
+        for key in keys:
+            written = Path(table[key][0]) if key in table else Path(key)
+            paths.append(written if written.is_absolute() else root / written)
+    _warn_escaping(keys, paths, root)
     return paths
+
+
+def _warn_escaping(keys: list[str], paths: list[Path], root: Path) -> None:
+    import warnings
+
+    base = os.path.normpath(os.path.abspath(root))
+    escaping = [key for key, path in zip(keys, paths)
+                if ".." in Path(path).parts
+                and os.path.commonpath([base, os.path.normpath(os.path.abspath(path))]) != base]
+    if escaping:
+        warnings.warn(f"{root}: {len(escaping)} trial path(s) lead outside this folder through '..' "
+                      f"(first: {escaping[0]}); reading them anyway", stacklevel=3)
 
 
 def embed_keys(model: torch.nn.Module, keys: list[str], root: Path, window_s: float | None, step_s: float,
