@@ -141,13 +141,14 @@ def _check_header_length(path: str) -> None:
     with open(path, "rb") as f:
         head = f.read(8)
     if len(head) < 8:
-        raise CheckpointError(f"{path}: not a weights file ({size} bytes, too short for a safetensors header)")
+        raise CheckpointError(f"{path}: unreadable or corrupt weights file ({size} bytes, too short for a "
+                              f"safetensors header)")
     length = int.from_bytes(head, "little")
     if length > size - 8:
-        raise CheckpointError(f"{path}: corrupt weights file: its header claims {length} bytes, the file has "
-                              f"{size - 8} after the length field")
+        raise CheckpointError(f"{path}: unreadable or corrupt weights file (its header claims {length} bytes, "
+                              f"the file has {size - 8} after the length field)")
     if length > MAX_HEADER_BYTES:
-        raise CheckpointError(f"{path}: corrupt weights file: header of {length} bytes (at most "
+        raise CheckpointError(f"{path}: unreadable or corrupt weights file (header of {length} bytes, at most "
                               f"{MAX_HEADER_BYTES} expected)")
 
 
