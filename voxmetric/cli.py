@@ -33,6 +33,8 @@ def _cmd_train(args) -> int:
     best = f", best validation EER {result.best_eer:.2f}%" if result.best_eer is not None else ""
     print(f"training {status}: {result.epochs_done} epochs, {result.batches_done} batches{best}; "
           f"checkpoints in {out}/checkpoints")
+    if result.interrupted:  # the shell convention for a signal: 130 (SIGINT), 143 (SIGTERM)
+        return 128 + (result.stop_signal or 15)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from math import gcd
 from pathlib import Path
 
@@ -26,6 +27,25 @@ SAMPLE_RATE_HZ = 16_000
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 """File name endings that corpus readers treat as audio."""
+
+MIN_SAMPLE_RATE_HZ = 4_000
+MAX_SAMPLE_RATE_HZ = 384_000
+"""Sample rates outside this range are refused as corrupt headers (no real recording has them)."""
+
+MAX_CHANNELS = 32
+"""Files declaring more channels are refused."""
+
+MAX_DURATION_S = 4 * 3600.0
+"""Longest audio a file may declare (and :func:`read` decodes): a header claiming more
+is refused before anything is allocated. Change it here for longer recordings."""
+
+READ_BLOCK_FRAMES = 1 << 16
+"""Frames decoded per block: memory follows the samples actually in the file, never the
+length its header claims."""
+
+_MAX_RESAMPLE_FACTOR = 1000
+"""Odd sample-rate ratios (e.g. 44101 -> 16000 Hz) are approximated by a ratio of integers
+at most this large (relative pitch error below 1e-5) instead of a filter of millions of taps."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +76,8 @@ def _check_exists(path: str) -> None:
 def _open(path: str) -> sf.SoundFile:
     _check_exists(path)
     try:
-        return sf.SoundFile(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        f = sf.SoundFile(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as error:
         reason = str(error).split(":")[-1].strip() or "unknown error"
         suffix = Path(path).suffix.lower()
         if suffix and suffix not in AUDIO_EXTENSIONS and "format" in reason.lower():
@@ -66,6 +86,26 @@ def _open(path: str) -> sf.SoundFile:
                 f"use one of {', '.join(AUDIO_EXTENSIONS)}"
             ) from None
         raise AudioError(f"{path}: unreadable or corrupt audio ({reason})") from None
+    try:
+        _check_header(path, f.samplerate, f.channels, f.frames)
+    except AudioError:
+        f.close()
+        raise
+    return f
+
+
+def _check_header(path: str, sample_rate_hz: int, channels: int, frames: int) -> None:
+    """Refuse headers no real recording has, before any sample is decoded or allocated."""
+    if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+        raise AudioError(f"{path}: corrupt header or unsupported audio: sample rate {sample_rate_hz} Hz is "
+                         f"outside {MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"{path}: corrupt header or unsupported audio: {channels} channels "
+                         f"(at most {MAX_CHANNELS})")
+    if frames > MAX_DURATION_S * sample_rate_hz:
+        raise AudioError(f"{path}: corrupt header or too long: it declares {frames / sample_rate_hz / 3600:.1f} h "
+                         f"of audio, more than the {MAX_DURATION_S / 3600:g} h limit "
+                         f"(voxmetric.audio.io.MAX_DURATION_S)")
 
 
 def info(path: str | os.PathLike) -> AudioInfo:
@@ -105,8 +145,19 @@ def resample(waveform: np.ndarray, orig_hz: int, target_hz: int = SAMPLE_RATE_HZ
         return np.asarray(waveform, dtype=np.float32)
     common = gcd(orig_hz, target_hz)
     up, down = target_hz // common, orig_hz // common
+    length = None
+    if max(up, down) > _MAX_RESAMPLE_FACTOR:  # an odd rate: approximate the ratio, fix the length after
+        ratio = Fraction(target_hz, orig_hz).limit_denominator(_MAX_RESAMPLE_FACTOR)
+        up, down = ratio.numerator, ratio.denominator
+        length = int(round(np.shape(waveform)[-1] * target_hz / orig_hz))
     # Kaiser window (beta 5) as in scipy's default: ~-60 dB stop band, flat pass band.
     out = resample_poly(np.asarray(waveform, dtype=np.float64), up, down, axis=-1)
+    if length is not None and out.shape[-1] != length:
+        if out.shape[-1] > length:
+            out = out[..., :length]
+        else:
+            pad = [(0, 0)] * (out.ndim - 1) + [(0, length - out.shape[-1])]
+            out = np.pad(out, pad, mode="edge" if out.shape[-1] else "constant")
     return out.astype(np.float32)
 
 
@@ -151,21 +202,63 @@ def read(
                 f"{path}: segment starts at {start_s:.3f} s, after the end of the "
                 f"file ({f.frames / native_hz:.3f} s)"
             )
-        count = -1 if duration_s is None else int(round(duration_s * native_hz))
+        limit = int(MAX_DURATION_S * native_hz)
+        count = limit if duration_s is None else min(limit, int(round(duration_s * native_hz)))
         try:
             if first:
                 f.seek(first)
-            samples = f.read(frames=count, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as error:
+            waveform = _read_blocks(path, f, count)
+        except (sf.LibsndfileError, RuntimeError, ValueError, OverflowError) as error:
             raise AudioError(f"{path}: unreadable or corrupt audio ({error})") from None
-    if samples.shape[0] == 0:
+        except MemoryError:
+            raise AudioError(f"{path}: corrupt audio (decoding it needs more memory than there is)") from None
+    if waveform.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples (zero-length audio)")
-    waveform = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if not np.isfinite(waveform).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples")
     if native_hz != sample_rate_hz:
         waveform = resample(waveform, native_hz, sample_rate_hz)
     return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
+def _read_blocks(path: str, f: sf.SoundFile, count: int) -> np.ndarray:
+    """Up to ``count`` frames from the current position, mixed to mono, block by block:
+    only what the file really holds is allocated and returned, whatever its header claims
+    (a file whose data ends early, e.g. truncated, gives the samples it has)."""
+    blocks, total = [], 0
+    while total < count:
+        wanted = min(READ_BLOCK_FRAMES, count - total)
+        try:
+            block = _read_block(f, wanted)
+        except (sf.LibsndfileError, RuntimeError):
+            if not blocks:
+                raise
+            break  # the data ends before the header says (a truncated file): keep what was decoded
+        if block.shape[0] == 0:
+            break
+        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy()
+        if not np.isfinite(mono).all():
+            raise AudioError(f"{path}: contains NaN or infinite samples")
+        blocks.append(mono)
+        total += mono.shape[0]
+        if block.shape[0] < wanted:
+            break  # a short block: the end of the data
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+
+
+def _read_block(f: sf.SoundFile, frames: int) -> np.ndarray:
+    """``(<= frames, channels)`` float32 from the current position.
+
+    ``SoundFile.read`` seeks to ``position + frames read`` after reading, which fails
+    (losing the block) where a header claims more frames than the data holds; libsndfile's
+    ``sf_readf_float`` is called directly instead when soundfile exposes it.
+    """
+    snd, ffi, handle = getattr(sf, "_snd", None), getattr(sf, "_ffi", None), getattr(f, "_file", None)
+    if snd is None or ffi is None or handle is None:
+        return f.read(frames=frames, dtype="float32", always_2d=True)
+    out = np.empty((frames, f.channels), dtype=np.float32)
+    count = snd.sf_readf_float(handle, ffi.cast("float *", out.ctypes.data), frames)
+    if count <= 0 and snd.sf_error(handle):
+        raise RuntimeError(ffi.string(snd.sf_strerror(handle)).decode("utf-8", "replace"))
+    return out[:max(0, count)]
 
 
 def write(

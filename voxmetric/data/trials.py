@@ -310,6 +310,10 @@ def key_paths(keys: Sequence[str], root: Path, trials_path: str | os.PathLike = 
     """The audio file of each trial key: ``root / key``; in a Kaldi data dir (``root`` holds
     ``wav.scp``) the file the key's utterance id names there.
 
+    Paths are only read, and followed wherever they lead: symlinks and absolute paths
+    silently (data folders are often links to other disks), relative paths climbing out
+    of ``root`` through ``..`` with one warning naming how many and the first.
+
     Raises:
         TrialsError: a key is not in ``wav.scp``, or a file does not exist (the message
             names the list, the first such key and how many there are).
@@ -330,4 +334,15 @@ def key_paths(keys: Sequence[str], root: Path, trials_path: str | os.PathLike = 
     if missing:
         raise TrialsError(f"{trials_path}: {len(missing)} trial file(s) not found under {root}, "
                           f"e.g. '{missing[0]}'")
+    _warn_escaping(keys, paths, root)
     return paths
+
+
+def _warn_escaping(keys: Sequence[str], paths: list[Path], root: Path) -> None:
+    base = os.path.normpath(os.path.abspath(root))
+    escaping = [key for key, path in zip(keys, paths)
+                if ".." in Path(path).parts
+                and os.path.commonpath([base, os.path.normpath(os.path.abspath(path))]) != base]
+    if escaping:
+        warnings.warn(f"{root}: {len(escaping)} trial path(s) lead outside this folder through '..' "
+                      f"(first: {escaping[0]}); reading them anyway", stacklevel=3)

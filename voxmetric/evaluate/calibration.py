@@ -76,10 +76,10 @@ class Calibration:
     offset: float
 
     def __post_init__(self):
-        for field in ("scale", "offset"):
-            value = getattr(self, field)
+        for name in ("scale", "offset"):
+            value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"calibration {field} must be a finite number, got {value!r}")
+                raise ValueError(f"calibration {name} must be a finite number, got {value!r}")
         if self.scale <= 0:
             raise ValueError(f"calibration scale must be positive (higher score = more likely same speaker), "
                              f"got {self.scale}")
@@ -330,7 +330,7 @@ class CalibrationResult:
             raise CalibrationError(f"{path}: calibration format version {data.get('version')!r}; "
                                    f"this voxmetric reads version {FORMAT_VERSION}")
         try:
-            return cls(
+            result = cls(
                 calibration=Calibration.from_dict(data["calibration"]),
                 threshold=float(data["threshold"]), threshold_ci=_pair(data["threshold_ci"]),
                 eer=float(data["eer"]), eer_ci=_pair(data["eer_ci"]),
@@ -345,6 +345,12 @@ class CalibrationResult:
             raise CalibrationError(f"{path}: field {error.args[0]!r} is missing") from None
         except (TypeError, ValueError) as error:
             raise CalibrationError(f"{path}: bad field value ({error})") from None
+        if not math.isfinite(result.threshold):  # json reads NaN and Infinity
+            raise CalibrationError(f"{path}: bad field value (threshold must be a finite number, "
+                                   f"got {result.threshold})")
+        if result.model is not None and not isinstance(result.model, str):
+            raise CalibrationError(f"{path}: bad field value (model must be a string or null, got {result.model!r})")
+        return result
 
 
 def _pair(value) -> tuple[float, float]:

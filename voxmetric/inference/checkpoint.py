@@ -25,10 +25,19 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
 
     A process killed at any moment leaves either the previous file or the new
     one under ``path``, never a partial one.
+
+    Raises:
+        CheckpointError: the file cannot be written (disk full, permissions, ...): the
+            message names ``path``; the previous file under ``path`` is left intact.
     """
     state = {"format": FORMAT, "version": VERSION, **state}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as error:  # torch reports write failures as RuntimeError
+        reason = getattr(error, "strerror", None) or (str(error).splitlines() or [type(error).__name__])[0]
+        kept = " (the previous checkpoint there is intact)" if os.path.exists(path) else ""
+        raise CheckpointError(f"{os.fspath(path)}: cannot write checkpoint ({reason}){kept}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -38,6 +38,8 @@ from .frontend import FrontendSettings
 
 FORMAT = "voxmetric-embedding-model/1"
 MANIFEST_FORMAT = "voxmetric-pretrained-manifest/1"
+MAX_HEADER_BYTES = 16 * 2 ** 20
+"""A safetensors header (names, shapes, metadata) longer than this is refused unread."""
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -62,6 +64,13 @@ def check_manifest(path: Path, required: bool) -> None:
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         entry = manifest["files"].get(path.name)
+        # Entries name files of this folder only: a key with a path in it (another folder,
+        # '..', an absolute path) means the manifest was tampered with or is not ours.
+        outside = [name for name in manifest["files"] if not _plain_file_name(name)]
+        if outside:
+            raise ValueError(f"entry {outside[0]!r} points outside its folder")
+        if entry is not None and not isinstance(entry, dict):
+            raise ValueError(f"entry {path.name!r} is not a mapping")
     except FileNotFoundError:
         entry = None
     except (OSError, ValueError, KeyError, AttributeError, TypeError) as error:
@@ -81,6 +90,29 @@ def check_manifest(path: Path, required: bool) -> None:
         )
 
 
+def _plain_file_name(name: Any) -> bool:
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name and not os.path.isabs(name))
+
+
+def _check_header_length(path: str) -> None:
+    """The 8-byte little-endian header length of a safetensors file, checked against the file's size
+    before anything is parsed or allocated."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise CheckpointError(f"{path}: unreadable or corrupt weights file ({size} bytes, too short for a "
+                              f"safetensors header)")
+    length = int.from_bytes(head, "little")
+    if length > size - 8:
+        raise CheckpointError(f"{path}: unreadable or corrupt weights file (its header claims {length} bytes, "
+                              f"the file has {size - 8} after the length field)")
+    if length > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path}: unreadable or corrupt weights file (header of {length} bytes, at most "
+                              f"{MAX_HEADER_BYTES} expected)")
+
+
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """State dict (float32) and decoded metadata of a ``voxmetric-embedding-model/1`` file.
 
@@ -93,6 +125,7 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such weights file")
+    _check_header_length(path)
     try:
         with safe_open(path, framework="pt") as f:
             raw = f.metadata() or {}
@@ -167,7 +200,8 @@ def load_weights_checked(network: torch.nn.Module, weights: dict[str, torch.Tens
     """``network.load_state_dict(weights)`` with an error naming the first mismatches.
 
     Raises:
-        CheckpointError: missing, unexpected or differently shaped tensors.
+        CheckpointError: missing, unexpected or differently shaped tensors, or NaN /
+            infinite values (a corrupt or sabotaged file: nothing is loaded).
     """
     own = network.state_dict()
     problems = [f"missing {key}" for key in own if key not in weights]
@@ -178,4 +212,9 @@ def load_weights_checked(network: torch.nn.Module, weights: dict[str, torch.Tens
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise CheckpointError(f"{source}: weights do not fit the {type(network).__name__} architecture: "
                               f"{'; '.join(problems[:3])}{more}")
+    bad = [key for key, value in weights.items()
+           if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise CheckpointError(f"{source}: corrupt weights: tensor {bad[0]} holds NaN or infinite values{more}")
     network.load_state_dict(weights)

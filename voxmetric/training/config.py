@@ -101,7 +101,23 @@ class ScheduleConfig:
 
 @dataclass
 class TrainingConfig:
-    """An epoch is a fixed number of batches, as in the seed."""
+    """An epoch is a fixed number of batches, as in the seed.
+
+    ``max_time_s`` counts training time only (forward, backward, optimiser steps and
+    waiting for batches): validation and checkpoint writing are not counted, so a run
+    with validation takes longer in wall-clock time. When it runs out the current epoch
+    ends early, then validates and checkpoints.
+
+    ``checkpoints/last.pt`` is written at the end of every epoch and, within an epoch,
+    every ``checkpoint_every_batches`` batches or ``checkpoint_every_s`` seconds of
+    wall-clock time, whichever comes first (``null`` turns either off); the checkpoint
+    it replaces is kept as ``checkpoints/last.prev.pt``. ``--resume`` continues from any
+    of them exactly (mid-epoch included).
+
+    A batch whose loss or gradient is NaN or infinite is skipped (no weight update; counted
+    as ``skipped_nonfinite`` in ``metrics.jsonl``); ``max_nonfinite_steps`` such batches in
+    a row stop training with an error.
+    """
 
     epochs: int = 10
     batches_per_epoch: int = 500
@@ -109,8 +125,11 @@ class TrainingConfig:
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     device: str = "auto"
     early_stop_epochs: int | None = None
-    max_time_s: float | None = None  # stop (and validate, checkpoint) once this much training time is spent
+    max_time_s: float | None = None  # training time only (validation not counted): see above
     log_every_batches: int = 10
+    checkpoint_every_batches: int | None = 100
+    checkpoint_every_s: float | None = 600.0
+    max_nonfinite_steps: int = 20
 
 
 @dataclass
@@ -247,6 +266,7 @@ def _check_values(config: Config) -> None:
         "training.epochs": config.training.epochs,
         "training.batches_per_epoch": config.training.batches_per_epoch,
         "training.log_every_batches": config.training.log_every_batches,
+        "training.max_nonfinite_steps": config.training.max_nonfinite_steps,
         "schedule.step_batches": config.schedule.step_batches,
         "evaluation.cohort_utterances_per_speaker": config.evaluation.cohort_utterances_per_speaker,
         "frontend.step_s": config.frontend.step_s,
@@ -254,6 +274,13 @@ def _check_values(config: Config) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{name} must be positive, got {value!r}")
+    positive_or_null = {
+        "training.checkpoint_every_batches": config.training.checkpoint_every_batches,
+        "training.checkpoint_every_s": config.training.checkpoint_every_s,
+    }
+    for name, value in positive_or_null.items():
+        if value is not None and not value > 0:
+            raise ConfigError(f"{name} must be positive or null (off), got {value!r}")
     non_negative = {
         "data.num_workers": config.data.num_workers,
         "schedule.warmup_batches": config.schedule.warmup_batches,

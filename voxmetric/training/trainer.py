@@ -8,6 +8,17 @@ validation EER). ``resume=True`` continues exactly where ``last.pt`` stopped:
 the batch stream is a function of (seed, rank, batch number) only, and the
 model, loss, optimiser and scheduler states are restored.
 
+Faults lose nothing: ``last.pt`` is also written within epochs (every
+``training.checkpoint_every_batches`` batches or ``checkpoint_every_s`` seconds) and
+the checkpoint it replaces is kept as ``last.prev.pt``; a checkpoint that cannot be
+written (disk full) is an error naming it, the previous one intact; a corrupt
+``last.pt`` at ``--resume`` is an error naming the readable ``last.prev.pt``; a batch
+with a NaN or infinite loss or gradient is skipped (``skipped_nonfinite`` in
+``metrics.jsonl``) and ``training.max_nonfinite_steps`` of them in a row stop the run;
+SIGINT / SIGTERM save a checkpoint and stop (the command line then exits with 128 +
+the signal number: 130, 143). On ``--resume``, ``metrics.jsonl`` is cut back to the
+checkpoint so that replayed batches are not logged twice.
+
 Run under ``torchrun --nproc_per_node N`` it trains with DistributedDataParallel:
 each rank draws its own deterministic batches, gradients are averaged, and only
 rank 0 validates and writes files.
@@ -19,8 +30,10 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +48,7 @@ from ..inference.checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, save_config
 from .optim import build_optimizer, lr_factor
 from ..checks import parse_device
-from ..errors import ConfigError, TrainingError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from ..fileio import atomic_open
 
 
@@ -50,6 +63,8 @@ class TrainResult:
     train_time_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
+    stop_signal: int | None = None  # the signal that interrupted the run (SIGINT 2, SIGTERM 15)
+    skipped_nonfinite: int = 0  # batches skipped for a NaN or infinite loss or gradient
 
 
 class TrainStep(nn.Module):
@@ -180,6 +195,7 @@ class _StopRequest:
 
     def __init__(self):
         self.requested = False
+        self.signal: int | None = None
         self._previous = {}
 
     def __enter__(self):
@@ -192,6 +208,7 @@ class _StopRequest:
         if self.requested:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
         self.requested = True
+        self.signal = signum
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -244,6 +261,9 @@ class Trainer:
         self.batches_done, self.epochs_done, self.best_eer, self.stale_epochs = 0, 0, None, 0
         self.history: list[dict[str, Any]] = []
         self.train_time_s = 0.0
+        self.skipped_nonfinite, self.nonfinite_in_row = 0, 0
+        self.epoch_losses: list[float] = []  # finite losses of the current epoch's batches so far
+        self.resumed = state is not None
         if state is not None:
             self._load_state(state)
         self.ddp_step = distributed.wrap(self.step, self.device)
@@ -252,8 +272,8 @@ class Trainer:
 
     def _check_fresh(self, overwrite: bool) -> None:
         """A new run never mixes with an earlier one's checkpoints and logs."""
-        earlier = [p for p in (self.checkpoints / "last.pt", self.checkpoints / "best.pt", self.out / "metrics.jsonl")
-                   if p.exists()]
+        earlier = [p for p in (self.checkpoints / "last.pt", self.checkpoints / "best.pt", self.out / "metrics.jsonl",
+                               self.checkpoints / "last.prev.pt") if p.exists()]
         if not earlier:
             return
         if not overwrite:
@@ -264,10 +284,25 @@ class Trainer:
                 path.unlink()
 
     def _resume_state(self) -> dict[str, Any] | None:
-        last = self.checkpoints / "last.pt"
+        last, previous = self.checkpoints / "last.pt", self.checkpoints / "last.prev.pt"
         if not last.exists():
             raise ConfigError(f"--resume: no checkpoint to resume from at {last}")
-        return load_checkpoint(last)
+        try:
+            state = load_checkpoint(last)
+            for key in ("model", "optimizer", "batches_done", "epochs_done", "config", "speakers"):
+                if key not in state:
+                    raise CheckpointError(f"{last}: not a training checkpoint (no '{key}')")
+            return state
+        except CheckpointError as error:
+            hint = "no earlier checkpoint is kept: start again with --overwrite"
+            if previous.exists():
+                try:
+                    kept = load_checkpoint(previous)
+                    hint = (f"the previous checkpoint {previous} (epoch {kept['epochs_done']}, batch "
+                            f"{kept['batches_done']}) is intact: copy it over {last} and run --resume again")
+                except (CheckpointError, KeyError):
+                    hint = f"the previous checkpoint {previous} is unreadable too: start again with --overwrite"
+            raise CheckpointError(f"--resume: {error}; {hint}") from None
 
     def _load_state(self, state: dict[str, Any]) -> None:
         if state["speakers"] != self.speakers:
@@ -284,6 +319,9 @@ class Trainer:
         self.batches_done, self.epochs_done = state["batches_done"], state["epochs_done"]
         self.best_eer, self.stale_epochs = state["best_eer"], state["stale_epochs"]
         self.history, self.train_time_s = list(state["history"]), state["train_time_s"]
+        self.skipped_nonfinite = state.get("skipped_nonfinite", 0)
+        self.nonfinite_in_row = state.get("nonfinite_in_row", 0)
+        self.epoch_losses = list(state.get("epoch_losses", []))
         torch.set_rng_state(state["torch_rng"])
 
     def _state(self) -> dict[str, Any]:
@@ -302,15 +340,66 @@ class Trainer:
             "history": self.history,
             "train_time_s": self.train_time_s,
             "torch_rng": torch.get_rng_state(),
+            "skipped_nonfinite": self.skipped_nonfinite,
+            "nonfinite_in_row": self.nonfinite_in_row,
+            "epoch_losses": list(self.epoch_losses),
         }
 
     def _save(self, best: bool = False) -> None:
+        """``last.pt`` (the one it replaces kept as ``last.prev.pt``) and, if ``best``, ``best.pt``.
+
+        Raises:
+            CheckpointError: a write failed (disk full, ...); the earlier files are intact.
+        """
+        self._last_save = time.monotonic()
         if not distributed.is_main():
             return
         state = self._state()
-        save_checkpoint(state, self.checkpoints / "last.pt")
+        last = self.checkpoints / "last.pt"
+        if last.exists():
+            _keep_previous(last, self.checkpoints / "last.prev.pt")
+        save_checkpoint(state, last)
         if best:
             save_checkpoint(state, self.checkpoints / "best.pt")
+
+    def _replay_log(self) -> None:
+        """On resume: cut ``metrics.jsonl`` back to the checkpoint (records of batches and
+        epochs after it are written again as they are replayed; a torn last line goes)."""
+        path = self.out / "metrics.jsonl"
+        if not distributed.is_main() or not path.exists():
+            return
+        kept = []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(record, dict):
+                    continue
+                if record.get("batch", 0) > self.batches_done or record.get("epoch", 0) > self.epochs_done:
+                    continue
+                kept.append(line if line.endswith("\n") else line + "\n")
+        with atomic_open(path) as f:
+            f.writelines(kept)
+
+    def _announce(self) -> None:
+        """What is trained on, from what, and from where (rank 0, stdout)."""
+        if not distributed.is_main():
+            return
+        corpus = self.corpus
+        roots = self.config.data.corpus if isinstance(self.config.data.corpus, list) else [self.config.data.corpus]
+        lines = [f"corpus: {len(corpus.speakers)} speakers, {len(corpus)} utterances, "
+                 f"{corpus.total_duration_s / 3600:.2f} hours ({', '.join(roots)})"]
+        lines.append(f"initialised from {self.config.init_from}" if self.config.init_from
+                     else "initialised from scratch (random weights)")
+        if self.resumed:
+            per_epoch = self.config.training.batches_per_epoch
+            lines.append(f"resuming at epoch {self.epochs_done + 1}, batch "
+                         f"{self.batches_done - self.epochs_done * per_epoch + 1} "
+                         f"({self.batches_done} batches done) from {self.checkpoints / 'last.pt'}")
+        for line in lines:
+            tqdm.write(line)
 
     def _log(self, record: dict[str, Any]) -> None:
         if not distributed.is_main():
@@ -340,19 +429,24 @@ class Trainer:
         if distributed.is_main():
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.out / "config.yml")
+        self._announce()
+        if self.resumed:
+            self._replay_log()
+        self._last_save = time.monotonic()
         self._tensorboard = self._open_tensorboard()
         t = self.config.training
         dataset = build_dataset(self.config, self.corpus, start_batch=self.batches_done)
         loader = iter(make_loader(dataset, num_workers=self.config.data.num_workers,
                                   pin_memory=self.device.type == "cuda"))
-        interrupted = False
+        interrupted, stop_signal = False, None
         with _StopRequest() as stop:
             while self.epochs_done < t.epochs and not interrupted:
                 interrupted = self._epoch(loader, stop)
                 if interrupted:
+                    stop_signal = stop.signal
                     self._save()
                     break
-                if self._end_epoch() or self._out_of_time(0.0):
+                if self._end_epoch() or self._out_of_time():
                     break
         if self._tensorboard is not None:
             self._tensorboard.close()
@@ -360,7 +454,7 @@ class Trainer:
         return TrainResult(
             str(self.out), self.epochs_done, self.batches_done, self.best_eer,
             str(best) if best.exists() else None, str(self.checkpoints / "last.pt"),
-            self.train_time_s, self.history, interrupted,
+            self.train_time_s, self.history, interrupted, stop_signal, self.skipped_nonfinite,
         )
 
     def _epoch(self, loader, stop: _StopRequest) -> bool:
@@ -370,52 +464,93 @@ class Trainer:
         bar = tqdm(total=t.batches_per_epoch, initial=first, disable=not self.progress, unit="batch",
                    desc=f"epoch {self.epochs_done + 1}/{t.epochs}", dynamic_ncols=True, leave=False)
         self.step.train()
-        running, started = [], time.perf_counter()
-        for _ in range(first, t.batches_per_epoch):
+        if first == 0:
+            self.epoch_losses = []
+        running, batches, started = self.epoch_losses, 0, time.perf_counter()
+        clock = started  # training time is accounted batch by batch; checkpoint writing is not counted
+        for index in range(first, t.batches_per_epoch):
             waveforms, labels = next(loader)
             loss = self._train_batch(waveforms.to(self.device, non_blocking=True),
                                      labels.to(self.device, non_blocking=True))
             self.batches_done += 1
-            running.append(loss)
-            elapsed = time.perf_counter() - started
-            rate = len(running) * len(labels) * distributed.world_size() / max(elapsed, 1e-9)
-            bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}", chunks_per_s=f"{rate:.0f}")
+            batches += 1
+            if loss is not None:
+                running.append(loss)
+            now = time.perf_counter()
+            self.train_time_s += now - clock
+            clock = now
+            rate = batches * len(labels) * distributed.world_size() / max(now - started, 1e-9)
+            shown = f"{np.mean(running[-20:]):.3f}" if running else "nan"
+            bar.set_postfix(loss=shown, chunks_per_s=f"{rate:.0f}")
             bar.update()
             if self.batches_done % t.log_every_batches == 0:
-                self._log({"batch": self.batches_done, "loss": float(np.mean(running[-t.log_every_batches:])),
-                           "lr": self.scheduler.get_last_lr()[0], "chunks_per_s": rate})
-            out_of_time, stop_now = distributed.any_rank((self._out_of_time(elapsed), stop.requested), self.device)
+                recent = running[-t.log_every_batches:]
+                self._log({"batch": self.batches_done, "loss": float(np.mean(recent)) if recent else None,
+                           "lr": self.scheduler.get_last_lr()[0], "chunks_per_s": rate,
+                           "skipped_nonfinite": self.skipped_nonfinite})
+            out_of_time, stop_now = distributed.any_rank((self._out_of_time(), stop.requested), self.device)
             if out_of_time:
                 break
             if stop_now:
                 bar.close()
-                self.train_time_s += time.perf_counter() - started
                 return True
+            if index + 1 < t.batches_per_epoch and self._checkpoint_due():
+                self._save()  # mid-epoch; the end of the epoch saves anyway
+                clock = time.perf_counter()
         bar.close()
-        self.train_time_s += time.perf_counter() - started
         self._epoch_loss = float(np.mean(running)) if running else float("nan")
         return False
 
-    def _out_of_time(self, epoch_elapsed_s: float) -> bool:
-        limit = self.config.training.max_time_s
-        return limit is not None and self.train_time_s + epoch_elapsed_s >= limit
+    def _checkpoint_due(self) -> bool:
+        t = self.config.training
+        if t.checkpoint_every_batches and self.batches_done % t.checkpoint_every_batches == 0:
+            return True
+        return bool(t.checkpoint_every_s) and time.monotonic() - self._last_save >= t.checkpoint_every_s
 
-    def _train_batch(self, waveforms: torch.Tensor, labels: torch.Tensor) -> float:
+    def _out_of_time(self) -> bool:
+        limit = self.config.training.max_time_s
+        return limit is not None and self.train_time_s >= limit
+
+    def _train_batch(self, waveforms: torch.Tensor, labels: torch.Tensor) -> float | None:
+        """One optimiser step; ``None`` when the batch was skipped for a non-finite loss or gradient."""
         use_amp = self.config.training.amp and self.device.type == "cuda"
+        buffers = [(b, b.detach().clone()) for b in self.step.buffers()]  # batch-norm statistics, restored on a skip
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss, _ = self.ddp_step(waveforms, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.config.training.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.step.parameters(), self.config.training.grad_clip_norm)
+        parameters = [p for p in self.step.parameters() if p.grad is not None]
+        clip = self.config.training.grad_clip_norm
+        if clip:
+            norm = torch.nn.utils.clip_grad_norm_(parameters, clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters])) \
+                if parameters else torch.zeros(())
+        value = float(loss.detach())
+        # Every rank takes the same decision (DDP averages gradients, but a loss is per rank).
+        (bad,) = distributed.any_rank((not (math.isfinite(value) and bool(torch.isfinite(norm))),), self.device)
+        if bad:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for buffer, saved in buffers:
+                    buffer.copy_(saved)
+            with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended
+                warnings.simplefilter("ignore")
+                self.scheduler.step()  # the schedule follows batches, skipped or not
+            self.skipped_nonfinite += 1
+            self.nonfinite_in_row += 1
+            limit = self.config.training.max_nonfinite_steps
+            if self.nonfinite_in_row >= limit:
+                raise TrainingError(
+                    f"{self.nonfinite_in_row} batches in a row (up to batch {self.batches_done + 1}) had a NaN or "
+                    f"infinite loss or gradient (loss {value}) and were skipped (training.max_nonfinite_steps="
+                    f"{limit}): lower optimizer.lr, set training.grad_clip_norm or check the data"
+                    + (f"; {last} holds the last checkpoint" if (last := self.checkpoints / "last.pt").exists() else "")
+                )
+            return None
+        self.nonfinite_in_row = 0
         self.optimizer.step()
         self.scheduler.step()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingError(
-                f"training loss became {value} at batch {self.batches_done + 1}: lower optimizer.lr "
-                f"or set training.grad_clip_norm"
-            )
         return value
 
     def _end_epoch(self) -> bool:
@@ -429,7 +564,8 @@ class Trainer:
         elif eer is not None:
             self.stale_epochs += 1
         record = {"epoch": self.epochs_done, "batch": self.batches_done, "train_loss": self._epoch_loss,
-                  "val_eer": eer, "train_time_s": round(self.train_time_s, 2)}
+                  "val_eer": eer, "train_time_s": round(self.train_time_s, 2),
+                  "skipped_nonfinite": self.skipped_nonfinite}
         self.history.append(record)
         self._log(record)
         self._save(best=improved)
@@ -438,6 +574,24 @@ class Trainer:
             tqdm.write(f"epoch {self.epochs_done}: loss {self._epoch_loss:.4f}{shown}")
         patience = self.config.training.early_stop_epochs
         return bool(patience and self.stale_epochs >= patience)
+
+
+def _keep_previous(last: Path, previous: Path) -> None:
+    """Make ``previous`` the current ``last`` (a hard link, or a copy), atomically."""
+    tmp = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
+    try:
+        if tmp.exists():
+            tmp.unlink()
+        try:
+            os.link(last, tmp)
+        except OSError:  # no hard links here (some network file systems)
+            shutil.copy2(last, tmp)
+        os.replace(tmp, previous)
+    except OSError as error:
+        if tmp.exists():
+            tmp.unlink()
+        raise CheckpointError(f"{previous}: cannot keep the previous checkpoint ({error.strerror or error}); "
+                              f"{last} is intact") from None
 
 
 def train(config: Config, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,

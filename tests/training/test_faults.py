@@ -1,0 +1,186 @@
+"""Training faults: non-finite steps, full disks, corrupt checkpoints, mid-epoch resume."""
+
+import errno
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from voxmetric.cli import main
+from voxmetric.errors import CheckpointError, ConfigError, TrainingError
+from voxmetric.inference.checkpoint import load_checkpoint
+from voxmetric.training import trainer as trainer_module
+from voxmetric.training.config import load_config
+from voxmetric.training.trainer import Trainer, TrainStep, train
+
+from .test_trainer import _config, tiny_corpus  # noqa: F401  (fixture)
+
+
+def _load(tmp_path, corpus, overrides=(), **training):
+    return load_config(_config(tmp_path, corpus, **training), ["validation.trials=null", *overrides])
+
+
+def _records(exp):
+    return [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines()]
+
+
+def _poison(monkeypatch, bad_calls, how="loss"):
+    """Make the training step's loss (or its gradient) non-finite on the given forward calls (1-based)."""
+    original, calls = TrainStep.forward, [0]
+
+    def forward(self, waveforms, labels):
+        calls[0] += 1
+        loss, embeddings = original(self, waveforms, labels)
+        if calls[0] in bad_calls:
+            if how == "loss":
+                loss = loss * float("nan")
+            else:  # finite loss, infinite gradient
+                embeddings.register_hook(lambda grad: grad * float("inf"))
+        return loss, embeddings
+
+    monkeypatch.setattr(TrainStep, "forward", forward)
+
+
+@pytest.mark.parametrize("how", ["loss", "grad"])
+def test_non_finite_steps_are_skipped_and_counted(tmp_path, tiny_corpus, monkeypatch, how):  # noqa: F811
+    _poison(monkeypatch, {2, 3}, how)
+    result = train(_load(tmp_path, tiny_corpus, epochs=1, batches_per_epoch=5), tmp_path / "exp", progress=False)
+    assert result.batches_done == 5 and result.skipped_nonfinite == 2
+    records = _records(tmp_path / "exp")
+    assert [r["skipped_nonfinite"] for r in records if "loss" in r] == [0, 1, 2, 2, 2]
+    assert records[-1]["skipped_nonfinite"] == 2
+    weights = load_checkpoint(result.last_checkpoint)["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+def test_too_many_non_finite_steps_in_a_row_stop_without_touching_the_weights(tmp_path, tiny_corpus,  # noqa: F811
+                                                                             monkeypatch):
+    _poison(monkeypatch, set(range(1, 100)))
+    config = _load(tmp_path, tiny_corpus, ["training.max_nonfinite_steps=3"], epochs=1, batches_per_epoch=10)
+    run = Trainer(config, tmp_path / "exp", progress=False)
+    before = {k: v.clone() for k, v in run.step.state_dict().items()}
+    with pytest.raises(TrainingError, match=r"3 batches in a row .*\(training.max_nonfinite_steps=3\)"):
+        run.run()
+    for key, value in run.step.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+
+
+def test_nonfinite_and_checkpoint_keys_are_validated(tmp_path, tiny_corpus):  # noqa: F811
+    for override in ("training.max_nonfinite_steps=0", "training.checkpoint_every_batches=0",
+                     "training.checkpoint_every_s=-1"):
+        with pytest.raises(ConfigError, match=override.split("=")[0]):
+            _load(tmp_path, tiny_corpus, [override])
+    config = _load(tmp_path, tiny_corpus, ["training.checkpoint_every_s=null"])
+    assert config.training.checkpoint_every_s is None and config.training.checkpoint_every_batches == 100
+    assert config.training.max_nonfinite_steps == 20
+
+
+@pytest.mark.parametrize("where", ["torch.save", "os.replace"])
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, tiny_corpus, monkeypatch,  # noqa: F811
+                                                                     where):
+    config = _load(tmp_path, tiny_corpus, ["training.checkpoint_every_batches=null"], epochs=2)
+    exp = tmp_path / "exp"
+    original_save, original_replace, saves = torch.save, os.replace, [0]
+
+    def full_save(obj, f, *args, **kwargs):
+        saves[0] += 1
+        if saves[0] >= 2:
+            with open(f, "wb") as out:
+                out.write(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original_save(obj, f, *args, **kwargs)
+
+    def full_replace(src, dst):
+        if str(dst).endswith("last.pt") and os.path.exists(dst):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original_replace(src, dst)
+
+    if where == "torch.save":
+        monkeypatch.setattr(torch, "save", full_save)
+    else:
+        monkeypatch.setattr(os, "replace", full_replace)
+    last = exp / "checkpoints" / "last.pt"
+    with pytest.raises(CheckpointError, match=rf"{last}: cannot write checkpoint \(No space left on device\)"):
+        train(config, exp, progress=False)
+    monkeypatch.undo()
+    assert load_checkpoint(last)["batches_done"] == 3  # the epoch-1 checkpoint, intact
+    assert [p.name for p in last.parent.iterdir() if p.name.startswith(".")] == []  # no temporary left
+    resumed = train(config, exp, resume=True, progress=False)
+    assert resumed.batches_done == 6
+
+
+def test_corrupt_last_checkpoint_names_the_previous_one(tmp_path, tiny_corpus, capsys):  # noqa: F811
+    path = _config(tmp_path, tiny_corpus, epochs=2)
+    exp = tmp_path / "exp"
+    assert main(["train", str(path), "--out", str(exp), "-q", "--set", "validation.trials=null"]) == 0
+    last, previous = exp / "checkpoints" / "last.pt", exp / "checkpoints" / "last.prev.pt"
+    assert load_checkpoint(previous)["batches_done"] == 3
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert main(["train", str(path), "--out", str(exp), "-q", "--resume", "--set", "validation.trials=null"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{last}: unreadable or corrupt checkpoint" in err
+    assert f"the previous checkpoint {previous} (epoch 1, batch 3) is intact" in err
+    shutil.copy(previous, last)
+    assert main(["train", str(path), "--out", str(exp), "-q", "--resume", "--set", "validation.trials=null"]) == 0
+    assert "resuming at epoch 2, batch 1 (3 batches done)" in capsys.readouterr().out
+    assert [r["batch"] for r in _records(exp) if "loss" in r] == [1, 2, 3, 4, 5, 6]  # no duplicates
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_mid_epoch_checkpoints_resume_exactly_and_log_once(tmp_path, tiny_corpus, monkeypatch, capsys):  # noqa: F811
+    settings = {"epochs": 2, "batches_per_epoch": 5}
+    overrides = ["training.checkpoint_every_batches=2"]
+    straight = train(_load(tmp_path / "a", tiny_corpus, overrides, **settings), tmp_path / "a" / "exp",
+                     progress=False)
+    out = capsys.readouterr().out
+    assert "corpus: 4 speakers, 12 utterances, 0.01 hours" in out
+    assert "initialised from scratch" in out
+
+    config = _load(tmp_path / "b", tiny_corpus, overrides, **settings)
+    exp = tmp_path / "b" / "exp"
+    original_log = Trainer._log
+
+    def crash_after_logging_batch_8(self, record):
+        original_log(self, record)
+        if record.get("batch") == 8 and "loss" in record:
+            raise _Crash  # a power cut: the log has batch 8, the last checkpoint batch 6
+
+    monkeypatch.setattr(Trainer, "_log", crash_after_logging_batch_8)
+    with pytest.raises(_Crash):
+        train(config, exp, progress=False)
+    monkeypatch.undo()
+    assert load_checkpoint(exp / "checkpoints" / "last.pt")["batches_done"] == 6
+    assert load_checkpoint(exp / "checkpoints" / "last.prev.pt")["batches_done"] == 5
+    capsys.readouterr()
+    resumed = train(config, exp, resume=True, progress=False)
+    assert "resuming at epoch 2, batch 2 (6 batches done)" in capsys.readouterr().out
+    assert resumed.batches_done == 10
+    a = load_checkpoint(straight.last_checkpoint)["model"]
+    b = load_checkpoint(resumed.last_checkpoint)["model"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    records = _records(exp)
+    assert [r["batch"] for r in records if "loss" in r] == list(range(1, 11))
+    assert [r["epoch"] for r in records if "epoch" in r] == [1, 2]
+    reference = _records(tmp_path / "a" / "exp")
+    assert [r["train_loss"] for r in records if "epoch" in r] == [r["train_loss"] for r in reference if "epoch" in r]
+
+
+def test_time_based_checkpoints(tmp_path, tiny_corpus, monkeypatch):  # noqa: F811
+    config = _load(tmp_path, tiny_corpus, ["training.checkpoint_every_batches=null", "training.checkpoint_every_s=1"],
+                   epochs=1, batches_per_epoch=4)
+    clock = iter(range(0, 1000, 1))  # every call to time.monotonic advances a second
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: float(next(clock)))
+    saved = []
+    original = Trainer._save
+    monkeypatch.setattr(Trainer, "_save", lambda self, best=False: (saved.append(self.batches_done),
+                                                                    original(self, best))[1])
+    train(config, tmp_path / "exp", progress=False)
+    assert saved == [1, 2, 3, 4]  # three mid-epoch, one at the end of the epoch
