@@ -13,7 +13,8 @@ import torch
 from safetensors import safe_open
 
 from voxmetric.cli import main
-from voxmetric.deploy.calibrate import CalibrationError, CalibrationResult
+from voxmetric.errors import CalibrationError
+from voxmetric.evaluate.calibration import CalibrationResult
 from voxmetric.errors import CheckpointError, VoxmetricError
 from voxmetric.evaluate.calibration import Calibration
 from voxmetric.evaluate.pipeline import key_paths
