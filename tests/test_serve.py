@@ -90,7 +90,7 @@ def _other(real, i=0):
 def _is_one_line_error(response):
     body = response.json()
     assert set(body) == {"error"} and "\n" not in body["error"] and "Traceback" not in body["error"], body
-    assert "voxmetric-upload-" not in body["error"] and "/tmp" not in body["error"], body
+    assert "voxmetric-serve-" not in body["error"] and "/tmp" not in body["error"], body
     return body["error"]
 
 
@@ -268,6 +268,11 @@ def test_busy_server_answers_503_instead_of_queueing_without_bound(model, real):
             response = client.post("/v1/verify", headers=AUTH, files=_files(a=_slt(real, 0), b=_slt(real, 1)))
             assert response.status_code == 503 and response.headers["retry-after"] == "1"
             assert "server busy" in _is_one_line_error(response)
+            release.set()
+            blocker.result()
+            service.active = 0
+            assert client.post("/v1/verify", headers=AUTH,
+                               files=_files(a=_slt(real, 0), b=_slt(real, 1))).status_code == 200
     finally:
         release.set()
         blocker.result()
@@ -279,7 +284,7 @@ def test_busy_server_answers_503_instead_of_queueing_without_bound(model, real):
 class Server:
     """``voxmetric serve`` in a subprocess on a free loopback port (``--port 0``)."""
 
-    def __init__(self, tmp_path: Path, db: Path, *extra: str):
+    def __init__(self, tmp_path: Path, db: Path, *extra: str, tmpdir: Path | None = None):
         token_file = tmp_path / "token.txt"
         token_file.write_text(TOKEN + "\n")
         self.log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
@@ -287,6 +292,8 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                "OMP_NUM_THREADS": "1"}
         env.pop("VOXMETRIC_TOKEN", None)
+        if tmpdir is not None:
+            env["TMPDIR"] = str(tmpdir)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "voxmetric.cli", "serve", MODEL, "--port", "0", "--db", str(db),
              "--token-file", str(token_file), "--workers", "2", *extra],
@@ -366,7 +373,9 @@ def test_sigkill_mid_enrolment_then_restart_the_db_holds_all_or_nothing(tmp_path
 
     db = tmp_path / "speakers.db"
     recordings = [_slt(real, i % 12) for i in range(30)]  # 30 uploads: an enrolment of a few seconds
-    first = Server(tmp_path, db)
+    uploads = tmp_path / "tmp"
+    uploads.mkdir()
+    first = Server(tmp_path, db, tmpdir=uploads)
     try:
         with httpx.Client(timeout=120) as http:
             started = time.monotonic()
@@ -392,8 +401,11 @@ def test_sigkill_mid_enrolment_then_restart_the_db_holds_all_or_nothing(tmp_path
         assert "response" not in outcome, "the enrolment finished before the kill: nothing was tested"
     finally:
         first.stop()
-    second = Server(tmp_path, db)
+    assert [p.name.split("-")[2] for p in uploads.iterdir()] == [str(first.process.pid)]  # left by SIGKILL
+    second = Server(tmp_path, db, tmpdir=uploads)
     try:
+        # The dead server's uploads are cleaned up by the next one.
+        assert [p.name.split("-")[2] for p in uploads.iterdir()] == [str(second.process.pid)]
         with httpx.Client(timeout=60) as http:
             speakers = {s["name"]: s["count"] for s in http.get(f"{second.url}/v1/speakers", headers=AUTH).json()
                         ["speakers"]}
@@ -404,6 +416,7 @@ def test_sigkill_mid_enrolment_then_restart_the_db_holds_all_or_nothing(tmp_path
             assert again.status_code == 200
     finally:
         second.stop()
+    assert list(uploads.iterdir()) == []  # a clean shutdown removes its own
     with sqlite3.connect(db) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         counts = dict(connection.execute("SELECT name, count FROM speakers"))

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import logging
 import os
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -23,7 +24,7 @@ from importlib import resources
 
 from ..errors import VoxmetricError
 from .settings import ServeSettings
-from .uploads import Form, UploadError, UploadTooLarge, receive_form
+from .uploads import Form, UploadError, UploadTooLarge, receive_form, uploads_root
 
 log = logging.getLogger("voxmetric.serve")
 
@@ -69,6 +70,7 @@ class Service:
 
             with SpeakerDB.open(settings.db, self.fingerprint):
                 pass
+        self.uploads = uploads_root()
 
     # --- plumbing ---------------------------------------------------------------
 
@@ -225,7 +227,7 @@ class Service:
 
     async def verify(self, request):
         authorised = self.authorise(request, optional=self.settings.open_verify)
-        form = await receive_form(request, self.settings.max_upload_bytes)
+        form = await receive_form(request, self.settings.max_upload_bytes, self.uploads)
         try:
             if form.files("a") or form.files("b"):
                 _expect(form, {"a": 1, "b": 1}, "verify")
@@ -301,7 +303,7 @@ class Service:
         return {"status": "ok", "model": self.model_label, "workers": self.settings.workers, "active": self.active}
 
     async def _form(self, request, expected: dict, what: str) -> Form:
-        form = await receive_form(request, self.settings.max_upload_bytes)
+        form = await receive_form(request, self.settings.max_upload_bytes, self.uploads)
         try:
             _expect(form, expected, what)
         except BaseException:
@@ -407,7 +409,9 @@ def create_app(model, settings: ServeSettings, model_label: str | None = None):
         try:
             yield
         finally:
+            # uvicorn has let running requests finish (or timed out) before this point
             service.executor.shutdown(wait=False, cancel_futures=True)
+            shutil.rmtree(service.uploads, ignore_errors=True)
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error},
                     lifespan=lifespan)

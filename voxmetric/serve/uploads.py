@@ -76,7 +76,7 @@ class Form:
         """``text`` with every temporary path replaced by its upload's label."""
         for upload in sorted((u for us in self.uploads.values() for u in us), key=lambda u: -len(u.path)):
             text = text.replace(upload.path, upload.label)
-        return text.replace(self.folder, "upload")
+        return text.replace(self.folder, "upload")  # anything else under it
 
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -88,8 +88,25 @@ def _safe_filename(name: str) -> str:
     return base or "recording"
 
 
-async def receive_form(request, max_bytes: int) -> Form:
-    """Parse ``request``'s multipart body into a fresh temporary folder (the caller cleans it up).
+def uploads_root() -> str:
+    """A temporary folder for this server process's uploads, ``voxmetric-serve-<pid>-*``; the
+    folders of servers that died without cleaning up (SIGKILL) are removed first."""
+    import glob
+
+    for stale in glob.glob(os.path.join(tempfile.gettempdir(), "voxmetric-serve-*-*")):
+        try:
+            pid = int(os.path.basename(stale).split("-")[2])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, PermissionError):
+            continue  # not ours, or a live process of another user
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"voxmetric-serve-{os.getpid()}-")
+
+
+async def receive_form(request, max_bytes: int, root: str | None = None) -> Form:
+    """Parse ``request``'s multipart body into a fresh temporary folder under ``root`` (the caller
+    cleans it up).
 
     Raises:
         UploadError: not multipart, malformed, too many parts, a text field too long (400);
@@ -109,7 +126,7 @@ async def receive_form(request, max_bytes: int) -> Form:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise UploadTooLarge(f"request body of {int(declared)} bytes is over the upload limit of "
                              f"{_mb(max_bytes)}")
-    form = Form(tempfile.mkdtemp(prefix="voxmetric-upload-"))
+    form = Form(tempfile.mkdtemp(prefix="upload-", dir=root))
     state = {"headers": {}, "field": b"", "value": b"", "part": None, "out": None, "text": None, "parts": 0}
 
     def on_header_field(data, start, end):
