@@ -187,3 +187,38 @@ def test_a_non_sqlite_file_is_refused_untouched(tmp_path):
     with pytest.raises(SpeakerDBError, match="notes.db: not a voxmetric speaker database"):
         SpeakerDB.open(path, MODEL)
     assert _digest(path) == before
+
+
+def _open_new(db_path: str, start_at: float) -> str:
+    while time.time() < start_at:
+        time.sleep(0.001)
+    try:
+        with SpeakerDB.open(db_path, MODEL) as db:
+            db.enroll(f"p{os.getpid()}", np.ones((1, DIM)), ["x.wav"])
+        return "ok"
+    except Exception as error:  # noqa: BLE001
+        return f"{type(error).__name__}: {error}"
+
+
+@pytest.mark.slow
+def test_processes_creating_the_same_new_file_at_once(tmp_path):
+    """The creators race: one has put the new file in WAL mode (the file is no longer empty)
+    before its schema commits; the others must wait for it, not call it a foreign file."""
+    context = mp.get_context("spawn")
+    for round_ in range(3):
+        db_path = str(tmp_path / f"new{round_}.db")
+        with context.Pool(8) as pool:
+            start_at = time.time() + 3.0
+            outcomes = pool.starmap(_open_new, [(db_path, start_at)] * 8)
+        assert outcomes == ["ok"] * 8
+        with SpeakerDB.open(db_path, MODEL, create=False) as db:
+            assert len(db) == 8
+
+
+def test_an_sqlite_file_without_tables_is_initialised(tmp_path):
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).execute("PRAGMA user_version = 0").connection.close()
+    with SpeakerDB.open(path, MODEL) as db:
+        db.enroll("alice", np.ones((1, DIM)), ["a.wav"])
+    with SpeakerDB.open(path, MODEL, create=False) as db:
+        assert db.names() == ["alice"]

@@ -182,8 +182,12 @@ class SpeakerDB:
     def _initialise(connection: sqlite3.Connection, path: str, model_id: str, existed: bool) -> dict[str, str]:
         try:
             connection.execute("PRAGMA foreign_keys = ON")
+            tables: set[str] = set()
             if existed:  # read only until we know it is ours: another application's file stays untouched
                 tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                # No tables at all: an empty database, or one another process is creating right now
+                # (WAL mode is set before its schema commits): initialised below like a new file.
+            if tables:
                 if "meta" not in tables:
                     foreign = ", ".join(sorted(tables)[:5]) or "none"
                     raise SpeakerDBError(f"{path}: not a voxmetric speaker database (its tables: {foreign}); "
@@ -193,7 +197,7 @@ class SpeakerDB:
                     raise SpeakerDBError(f"{path}: not a voxmetric speaker database (another application's "
                                          f"'meta' table); left unchanged, choose another file")
             _use_wal(connection)
-            if not existed:  # two processes creating at once: the second finds the first's tables and model_id
+            if not tables:  # two processes creating at once: the second finds the first's tables and model_id
                 with _transaction(connection, immediate=True):
                     for statement in filter(str.strip, _SCHEMA.split(";")):
                         connection.execute(statement)
