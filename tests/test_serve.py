@@ -394,7 +394,7 @@ def test_sigkill_mid_enrolment_then_restart_the_db_holds_all_or_nothing(tmp_path
 
         thread = threading.Thread(target=enrol)
         thread.start()
-        time.sleep(0.7 * duration)  # the same enrolment took `duration`: this one is well under way
+        time.sleep(0.5 * duration)  # the same enrolment took `duration`: this one is half way
         first.process.send_signal(signal.SIGKILL)
         first.process.wait()
         thread.join()

@@ -106,7 +106,8 @@ def test_eight_processes_enrol_identify_and_remove_on_one_file(tmp_path):
     errors = [e for r in results for e in r["errors"]]
     print(f"\n8 processes x {seconds:.0f} s: {totals}, errors {len(errors)}")
     assert errors == []
-    assert all(r["enrolments"] > 0 and r["identifications"] > 0 and r["removals"] > 0 for r in results), results
+    assert all(r["enrolments"] > 0 for r in results), results  # every process wrote
+    assert totals["identifications"] > 0 and totals["removals"] > 0 and totals["reads"] > 0, totals
     # Nothing lost, nothing half-written: the file holds exactly what the workers were told.
     expected = {name: count for r in results for name, count in r["mine"].items()}
     with SpeakerDB.open(db_path, MODEL, create=False) as db:
