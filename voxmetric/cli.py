@@ -410,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=10.0, help="approximate total time budget (default 10)")
     _add_common(p)
     p.set_defaults(func=_cmd_demo)
+
+    from .deploy.serve.cli import add_serve
+
+    add_serve(sub)
     return parser
 
 

@@ -69,3 +69,34 @@ class ExportError(VoxmetricError):
 
 class InputTooShortError(AudioError):
     """A waveform is shorter than the shortest input a model can embed."""
+
+
+class ServeError(VoxmetricError):
+    """The service cannot start as configured (token, limits, database)."""
+
+
+class UploadError(VoxmetricError):
+    """A request's upload is missing, malformed, too large or not audio; ``status`` is the HTTP status."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class UploadTooLarge(UploadError):
+    status = 413
+
+
+class UnsupportedUpload(UploadError):
+    status = 415
+
+
+class ApiError(Exception):
+    """An HTTP error with a one-line message."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}

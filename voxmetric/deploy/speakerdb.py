@@ -3,16 +3,24 @@
 Storage: one SQLite file (Python's built-in :mod:`sqlite3`), chosen over
 safetensors + a JSON index because
 
-* every change is one transaction: a crash or a full disk mid-``enroll`` leaves the
-  previous state, never a half-written file, without our own rename dance;
-* it is one file at rest: the default rollback journal (``journal_mode=DELETE``, not
-  WAL) exists only while a write is in progress, so the database can be copied or
-  mailed like any other file;
-* concurrent readers are safe while a writer works (SQLite's file locks), and two
-  writers queue (``timeout``) instead of one silently overwriting the other's changes,
-  which a rewrite-the-whole-file format cannot offer;
+* every change is one transaction: a crash (even SIGKILL) or a full disk mid-``enroll``
+  leaves the previous state, never a half-written speaker, without our own rename dance;
+* several processes can share it (a server's workers, a CLI beside it): the file is in
+  WAL mode (``journal_mode=WAL``), so readers never wait for a writer and always see a
+  committed state (a speaker with all of its recordings or none of them); writers take
+  the write lock at the start of their transaction (``BEGIN IMMEDIATE``) and queue for
+  up to ``timeout_s`` (SQLite's busy timeout), and the rare "database is busy" answers
+  SQLite gives without waiting (WAL recovery) are retried a bounded number of times
+  before a one-line :class:`SpeakerDBError`;
+* it is one file at rest: the ``-wal`` and ``-shm`` files beside it exist only while a
+  connection is open (SQLite folds them back in when the last one closes; after a crash
+  the next open recovers from them), so a closed database can be copied or mailed like
+  any other file;
 * adding a recording touches one row, not the whole file; no dependency beyond the
   standard library.
+
+A file that is not a voxmetric speaker database (another application's SQLite file,
+or not SQLite at all) is refused with a clear error before anything is written to it.
 
 Schema (``SCHEMA_VERSION`` 1)::
 
@@ -37,7 +45,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -47,6 +57,8 @@ from ..errors import ModelMismatchError, SpeakerDBError, UnknownSpeakerError, Vo
 
 SCHEMA_VERSION = 1
 _APPLICATION = "voxmetric-speakerdb"
+_BUSY_RETRIES = 8
+"""Extra attempts at a statement SQLite answered "busy"/"locked" without waiting (after its busy timeout)."""
 
 
 @dataclass(frozen=True, eq=False)  # eq would compare arrays ambiguously
@@ -142,7 +154,7 @@ class SpeakerDB:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         connection = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
         try:
-            meta = cls._initialise(connection, path, model_id, has_content)
+            meta = _retry(path, lambda: cls._initialise(connection, path, model_id, has_content))
         except BaseException:
             connection.close()
             raise
@@ -158,11 +170,22 @@ class SpeakerDB:
     def _initialise(connection: sqlite3.Connection, path: str, model_id: str, existed: bool) -> dict[str, str]:
         try:
             connection.execute("PRAGMA foreign_keys = ON")
-            if existed:  # read only: opening must not take the write lock
+            tables: set[str] = set()
+            if existed:  # read only until we know it is ours: another application's file stays untouched
                 tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                # No tables at all: an empty database, or one another process is creating right now
+                # (WAL mode is set before its schema commits): initialised below like a new file.
+            if tables:
                 if "meta" not in tables:
-                    raise SpeakerDBError(f"{path}: not a voxmetric speaker database (no 'meta' table)")
-            else:  # two processes creating at once: the second finds the first's tables and model_id
+                    foreign = ", ".join(sorted(tables)[:5]) or "none"
+                    raise SpeakerDBError(f"{path}: not a voxmetric speaker database (its tables: {foreign}); "
+                                         f"left unchanged, choose another file")
+                meta = dict(connection.execute("SELECT key, value FROM meta"))
+                if meta.get("application") != _APPLICATION:
+                    raise SpeakerDBError(f"{path}: not a voxmetric speaker database (another application's "
+                                         f"'meta' table); left unchanged, choose another file")
+            _use_wal(connection)
+            if not tables:  # two processes creating at once: the second finds the first's tables and model_id
                 with _transaction(connection, immediate=True):
                     for statement in filter(str.strip, _SCHEMA.split(";")):
                         connection.execute(statement)
@@ -171,6 +194,8 @@ class SpeakerDB:
                         connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
             meta = dict(connection.execute("SELECT key, value FROM meta"))
         except sqlite3.DatabaseError as error:
+            if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
+                raise  # another process is writing: retried by the caller
             raise SpeakerDBError(f"{path}: not a voxmetric speaker database ({error})") from None
         if meta.get("application") != _APPLICATION:
             raise SpeakerDBError(f"{path}: not a voxmetric speaker database")
@@ -189,6 +214,9 @@ class SpeakerDB:
         self.close()
 
     # --- writing ------------------------------------------------------------------
+
+    def _retry(self, operation):
+        return _retry(self.path, operation)
 
     def enroll(self, name: str, embeddings, sources: list[str], replace: bool = False) -> Speaker:
         """Enrol recordings of a speaker (one transaction).
@@ -216,25 +244,29 @@ class SpeakerDB:
                                  f"{len(sources)} source names")
         normalised = _normalise_rows(embeddings, f"{self.path}: enrolling {name!r}")
         now = _now()
-        with _transaction(self._connection, immediate=True):
-            self._check_dim(embeddings.shape[1], f"enrolling {name!r}", store=True)
-            row = self._connection.execute("SELECT created FROM speakers WHERE name = ?", (name,)).fetchone()
-            if row is not None and replace:
-                self._connection.execute("DELETE FROM recordings WHERE speaker = ?", (name,))
-            created = now if row is None or replace else row[0]
-            # The speaker row first: recordings reference it.
-            self._connection.execute(
-                "INSERT INTO speakers (name, embedding, count, created, updated) VALUES (?, ?, 0, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET created = excluded.created, updated = excluded.updated",
-                (name, _to_blob(normalised[0]), created, now))
-            self._connection.executemany(
-                "INSERT INTO recordings (speaker, source, embedding, added) VALUES (?, ?, ?, ?)",
-                [(name, source, _to_blob(vector), now) for source, vector in zip(sources, normalised)])
-            stored = np.stack([_from_blob(blob) for (blob,) in self._connection.execute(
-                "SELECT embedding FROM recordings WHERE speaker = ? ORDER BY id", (name,))]).astype(np.float64)
-            mean = stored.mean(axis=0)
-            self._connection.execute("UPDATE speakers SET embedding = ?, count = ? WHERE name = ?",
-                                     (_to_blob(mean / np.linalg.norm(mean)), len(stored), name))
+
+        def write() -> None:
+            with _transaction(self._connection, immediate=True):
+                self._check_dim(embeddings.shape[1], f"enrolling {name!r}", store=True)
+                row = self._connection.execute("SELECT created FROM speakers WHERE name = ?", (name,)).fetchone()
+                if row is not None and replace:
+                    self._connection.execute("DELETE FROM recordings WHERE speaker = ?", (name,))
+                created = now if row is None or replace else row[0]
+                # The speaker row first: recordings reference it.
+                self._connection.execute(
+                    "INSERT INTO speakers (name, embedding, count, created, updated) VALUES (?, ?, 0, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET created = excluded.created, updated = excluded.updated",
+                    (name, _to_blob(normalised[0]), created, now))
+                self._connection.executemany(
+                    "INSERT INTO recordings (speaker, source, embedding, added) VALUES (?, ?, ?, ?)",
+                    [(name, source, _to_blob(vector), now) for source, vector in zip(sources, normalised)])
+                stored = np.stack([_from_blob(blob) for (blob,) in self._connection.execute(
+                    "SELECT embedding FROM recordings WHERE speaker = ? ORDER BY id", (name,))]).astype(np.float64)
+                mean = stored.mean(axis=0)
+                self._connection.execute("UPDATE speakers SET embedding = ?, count = ? WHERE name = ?",
+                                         (_to_blob(mean / np.linalg.norm(mean)), len(stored), name))
+
+        self._retry(write)
         return self.get(name)
 
     def remove(self, name: str) -> None:
@@ -243,16 +275,20 @@ class SpeakerDB:
         Raises:
             UnknownSpeakerError: no such speaker.
         """
-        with _transaction(self._connection, immediate=True):
-            if self._connection.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount == 0:
-                raise self._unknown(name)
-            self._connection.execute("DELETE FROM recordings WHERE speaker = ?", (name,))
+        def write() -> None:
+            with _transaction(self._connection, immediate=True):
+                if self._connection.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount == 0:
+                    raise self._unknown(name)
+                self._connection.execute("DELETE FROM recordings WHERE speaker = ?", (name,))
+
+        self._retry(write)
 
     # --- reading ------------------------------------------------------------------
 
     def names(self) -> list[str]:
         """Enrolled speaker names, sorted."""
-        return [row[0] for row in self._connection.execute("SELECT name FROM speakers ORDER BY name")]
+        return self._retry(lambda: [row[0] for row in self._connection.execute(
+            "SELECT name FROM speakers ORDER BY name")])
 
     def __len__(self) -> int:
         return self._connection.execute("SELECT COUNT(*) FROM speakers").fetchone()[0]
@@ -266,13 +302,17 @@ class SpeakerDB:
         Raises:
             UnknownSpeakerError: no such speaker.
         """
-        with _transaction(self._connection):
-            row = self._connection.execute(
-                "SELECT embedding, count, created, updated FROM speakers WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise self._unknown(name)
-            sources = [source for (source,) in self._connection.execute(
-                "SELECT source FROM recordings WHERE speaker = ? ORDER BY id", (name,))]
+        def read():
+            with _transaction(self._connection):  # one snapshot: the speaker row and its recordings agree
+                row = self._connection.execute(
+                    "SELECT embedding, count, created, updated FROM speakers WHERE name = ?", (name,)).fetchone()
+                sources = [source for (source,) in self._connection.execute(
+                    "SELECT source FROM recordings WHERE speaker = ? ORDER BY id", (name,))]
+            return row, sources
+
+        row, sources = self._retry(read)
+        if row is None:
+            raise self._unknown(name)
         return Speaker(name, _from_blob(row[0]), int(row[1]), row[2], row[3], sources)
 
     def verify(self, name: str, embedding) -> float:
@@ -292,7 +332,7 @@ class SpeakerDB:
         if top < 1:
             raise SpeakerDBError(f"top must be at least 1, got {top}")
         probe = self._check_probe(embedding)
-        rows = self._connection.execute("SELECT name, embedding FROM speakers").fetchall()
+        rows = self._retry(lambda: self._connection.execute("SELECT name, embedding FROM speakers").fetchall())
         if not rows:
             raise SpeakerDBError(f"{self.path}: no speakers enrolled; enrol some before identifying")
         enrolled = np.stack([_from_blob(blob) for _, blob in rows]).astype(np.float64)
@@ -349,3 +389,31 @@ def _transaction(connection: sqlite3.Connection, immediate: bool = False):
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+def _retry(path: str, operation):
+    """Run ``operation`` (a whole transaction), again after a short random back-off when SQLite
+    answers "database is locked/busy" (its busy timeout has already waited for ordinary
+    lock waits); at most :data:`_BUSY_RETRIES` more times, then a one-line error."""
+    for attempt in range(_BUSY_RETRIES + 1):
+        try:
+            return operation()
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error):
+                raise SpeakerDBError(f"{path}: speaker database error ({error})") from None
+            if attempt == _BUSY_RETRIES:
+                raise SpeakerDBError(f"{path}: speaker database is busy (still locked by another process after "
+                                     f"{_BUSY_RETRIES + 1} attempts); try again") from None
+            time.sleep(min(0.05 * 2 ** attempt, 1.0) * (0.5 + random.random()))
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (persistent: a no-op once done)."""
+    mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+    if str(mode).lower() != "wal":
+        connection.execute("PRAGMA journal_mode = WAL")
