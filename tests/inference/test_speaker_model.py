@@ -88,7 +88,7 @@ def test_weights_file_holds_float16_tensors_and_json_metadata(tiny_weights, tmp_
     assert raw["format"] == "voxmetric-embedding-model/1"
     assert json.loads(raw["model"]) == {"name": "sincnet_tdnn", "params": TINY_MODEL["params"]}
     assert json.loads(raw["calibration"]) == {"scale": 10.0, "offset": -5.0}
-    assert json.loads(raw["embedding"]) == SETTINGS
+    assert json.loads(raw["embedding"]) == {"vad": True, **SETTINGS}
     assert json.loads(raw["threshold"]) == 0.5 and json.loads(raw["description"]) == "tiny test model"
     assert json.loads(raw["training"]) == {"data": "none"}
     assert {d for k, d in dtypes.items() if k.endswith("num_batches_tracked")} == {torch.int64}
@@ -215,7 +215,7 @@ def test_bad_inputs_give_clear_errors(tiny_weights, tmp_path):
         model.embed(np.ones((32000, 20), dtype=np.float32))
     with pytest.raises(AudioError, match="no such file"):
         model.embed(tmp_path / "missing.wav")
-    with pytest.raises(ValueError, match="sample_rate is for arrays"):
+    with pytest.raises(ValueError, match="sample_rate_hz is for arrays"):
         model.embed(tmp_path / "missing.wav", sample_rate=8000)
 
 
