@@ -69,3 +69,12 @@ class ExportError(VoxmetricError):
 
 class InputTooShortError(AudioError):
     """A waveform is shorter than the shortest input a model can embed."""
+
+
+class UsageError(VoxmetricError):
+    """Arguments that do not fit together (a missing option, a wrong count of files): the
+    command line prints the command's usage with the message and exits with status 2."""
+
+
+class NotAModelError(CheckpointError, UsageError):
+    """The MODEL argument names an audio file (arguments in the wrong order?)."""
