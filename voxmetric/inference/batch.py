@@ -210,3 +210,63 @@ def embed_to_file(model, ids: Sequence[str], paths: Sequence[str], out: str, ski
 def model_metadata(model) -> dict:
     """What an embeddings file records about the model that made it."""
     return {"model": model.fingerprint, "frontend": model.settings.to_dict()}
+
+
+# --- results of many inputs -------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """Rows of a batch command (one dict per trial, line or file), the inputs that failed
+    (only with ``skip_errors``) and the quality warnings."""
+
+    rows: list[dict]
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+OUTPUT_FORMATS = ("jsonl", "tsv")
+"""Formats of batch results: JSON Lines (one object a line) or tab-separated with a header."""
+
+
+def _tsv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return " ".join(str(value).split())
+
+
+def format_rows(rows: Sequence[dict], format: str, columns: Sequence[str]) -> str:
+    """``rows`` as JSON Lines (all keys; :func:`voxmetric.fileio.dumps_json`) or as TSV
+    (``columns``, header first; empty cell = none, booleans 1 / 0)."""
+    from ..fileio import dumps_json
+
+    if format not in OUTPUT_FORMATS:
+        raise UsageError(f"--format {format}: use one of {', '.join(OUTPUT_FORMATS)}")
+    if format == "jsonl":
+        return "".join(dumps_json(row) + "\n" for row in rows)
+    lines = ["\t".join(columns)] + ["\t".join(_tsv_cell(row.get(c)) for c in columns) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_rows(rows: Sequence[dict], out: str | None, format: str, columns: Sequence[str]) -> None:
+    """Write :func:`format_rows` to ``out`` atomically, or to stdout when ``out`` is None or ``-``."""
+    import sys
+
+    text = format_rows(rows, format, columns)
+    if out in (None, "-"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    with atomic_open(out) as f:
+        f.write(text)
+
+
+def format_from_name(out: str | None, format: str | None) -> str:
+    """The output format: ``format`` when given, else ``tsv`` for ``*.tsv`` / ``*.txt`` names, else ``jsonl``."""
+    if format:
+        return format
+    return "tsv" if out and out.lower().endswith((".tsv", ".txt")) else "jsonl"

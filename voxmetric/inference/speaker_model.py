@@ -202,9 +202,8 @@ class SpeakerModel:
             return self.calibration.bayes_threshold(0.5)
         raise VoxmetricError(
             f"model {self.name!r} has no calibration and no decision threshold (a training checkpoint?): "
-            f"pass calibration={{'scale': ..., 'offset': ...}} to load_model (fit it with "
-            f"voxmetric.evaluate.calibration.fit_calibration on labelled trial scores), give "
-            f"verify(..., threshold=...), or export it with a threshold (voxmetric.export.export_pretrained)"
+            f"calibrate it on labelled pairs with 'voxmetric calibrate MODEL --trials PAIRS --out cal.json' "
+            f"and pass --calibration cal.json (in Python: load_model(..., calibration='cal.json'))"
         )
 
     def verify(self, a, b, threshold: float | None = None, sample_rate: int | None = None) -> VerifyResult:

@@ -89,6 +89,11 @@ def _check(config: Config, losses: list[str]) -> None:
         raise ConfigError("evaluation.trials is required to compare losses: the test trial list")
 
 
+def parse_losses(text: str) -> list[str]:
+    """``"ce, aam,triplet"`` -> ``["ce", "aam", "triplet"]`` (the ``--losses`` option)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def compare(config: Config, losses: list[str], out_dir: str, budget: str | None = None,
             progress: bool = True) -> CompareReport:
     """Train and evaluate one model per loss; write the table and plots (see module docstring)."""
