@@ -593,10 +593,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = parser.parse_known_args(argv)
     command_parser = getattr(args, "command_parser", parser)
-    if extra:  # the command's own usage, not the top-level one
-        command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra and command_parser is not parser:
+        # Files after options ('embed MODEL --root DIR a.wav b.wav'): parse the command's own arguments
+        # intermixed; what is still unknown is reported with the command's usage, not the top-level one.
+        own = command_parser.parse_intermixed_args(argv[argv.index(args.command) + 1:])
+        args = argparse.Namespace(**{**vars(args), **vars(own)})
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except UsageError as error:
