@@ -436,3 +436,10 @@ def test_mp3_is_read_when_libsndfile_supports_it(shared_data, tmp_path):
     from voxmetric.inference.batch import audio_in_folder
 
     assert audio_in_folder(tmp_path) == [str(tmp_path / "a.mp3")]
+
+
+@pytest.mark.parametrize("command", SPEC_COMMANDS)
+def test_every_option_has_help(command):
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    missing = [a.dest for a in parser._actions if not a.help]
+    assert not missing, f"{command}: no help for {missing}"

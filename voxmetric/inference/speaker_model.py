@@ -254,5 +254,6 @@ def embed_to_file(model_spec: str, paths: list[str], out: str, window_s: float |
     if step_s != MODEL_SETTING:
         model.set_frontend(step_s=step_s)
     matrix = model.embed_files(paths, progress=progress)
-    save_embeddings(out, [str(p) for p in (paths if ids is None else ids)], matrix)
+    save_embeddings(out, [str(p) for p in (paths if ids is None else ids)], matrix,
+                    metadata={"model": model.fingerprint, "frontend": model.settings.to_dict()})
     return matrix.shape
