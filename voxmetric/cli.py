@@ -41,7 +41,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _command(sub, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help, description=description, formatter_class=_Formatter,
+    import textwrap
+
+    parser = sub.add_parser(name, help=help, description=textwrap.fill(description, 88, break_on_hyphens=False), formatter_class=_Formatter,
                             epilog=f"example:\n  {example}\n\n{EXIT_STATUS_HELP}")
     parser.set_defaults(command_parser=parser)
     return parser

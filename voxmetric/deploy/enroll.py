@@ -161,15 +161,17 @@ def score_trial_pairs(model: SpeakerModel, trials_path: str | os.PathLike,
     if not keys:
         raise TrialsError(f"{trials_path}: no trials")
     folder = trial_root(trials_path, root, keys[0])
-    if skip_errors:
+    try:
+        paths, failures = {k: str(p) for k, p in zip(keys, key_paths(keys, folder, trials_path))}, []
+    except TrialsError:
+        if not skip_errors:
+            raise
         paths, failures = {}, []
-        for key in keys:
+        for key in keys:  # find which keys fail, one at a time
             try:
                 paths[key] = str(key_paths([key], folder, trials_path)[0])
             except TrialsError as error:
-                failures.append(Failure(key, str(error)))
-    else:
-        paths, failures = {k: str(p) for k, p in zip(keys, key_paths(keys, folder, trials_path))}, []
+                failures.append(Failure(key, _missing_reason(error, key)))
     done = embed_each(model, paths.values(), skip_errors=skip_errors, progress=progress, on_warning=on_warning)
     rows = []
     for trial in trials:
@@ -178,6 +180,11 @@ def score_trial_pairs(model: SpeakerModel, trials_path: str | os.PathLike,
             rows.append({"enrol": trial.enrol, "test": trial.test, "label": trial.label,
                          "score": model.cosine(a, b)})
     return BatchResult(rows, failures + done.failures, done.warnings)
+
+
+def _missing_reason(error: TrialsError, key: str) -> str:
+    text = str(error)
+    return f"no such file (key '{key}' of the trial list)" if "not found" in text else text
 
 
 def verify_trials(model: SpeakerModel, trials_path: str | os.PathLike, root: str | os.PathLike | None = None,
