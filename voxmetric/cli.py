@@ -301,7 +301,8 @@ def _run_calibrate(args) -> int:
     result, failures = calibrate_pairs(_load(args), args.trials, audio_root=args.root, target_far=args.target_far,
                                        n_bootstrap=args.bootstrap, skip_errors=args.skip_errors,
                                        progress=not args.quiet, on_warning=_warner(args))
-    _warn(args, result.warnings)
+    for warning in result.warnings:  # about the fit itself (too few pairs): printed even with -q
+        print(f"voxmetric: warning: {warning}", file=sys.stderr)
     result.save(args.out)
     (elow, ehigh), (tlow, thigh) = result.eer_ci, result.threshold_ci
     point = f"FAR {args.target_far:g}" if args.target_far else "the EER point"
