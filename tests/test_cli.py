@@ -100,3 +100,346 @@ def test_train_with_unknown_config_key_names_it(tmp_path, capsys):
 def test_console_script_runs_as_a_module():
     done = subprocess.run([sys.executable, "-m", "voxmetric.cli", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("voxmetric ")
+
+
+# --- scriptable at scale ----------------------------------------------------------------
+
+import shutil  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from voxmetric.cli import EXIT_PARTIAL  # noqa: E402
+from voxmetric.evaluate.embeddings import EmbeddingTable, load_embeddings_with_metadata  # noqa: E402
+from voxmetric.fileio import dumps_json, progress_bar, to_jsonable  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny weights file (calibrated, threshold 0.5): embedding real files costs milliseconds."""
+    from .inference.test_speaker_model import make_weights
+
+    return make_weights(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from .inference.test_speaker_model import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ck") / "best.pt")
+
+
+def _speech(shared_data: Path, tmp_path: Path) -> dict[str, Path]:
+    """Three real recordings (two of one speaker), a corrupt one, in a folder tree."""
+    real = shared_data / "real"
+    folder = tmp_path / "audio"
+    (folder / "slt").mkdir(parents=True)
+    (folder / "aew").mkdir()
+    files = {"slt1": folder / "slt" / "a0010.flac", "slt2": folder / "slt" / "a0028.flac",
+             "aew": folder / "aew" / "a0001.flac", "bad": folder / "bad.wav"}
+    shutil.copy(real / "arctic-slt" / "arctic_a0010.flac", files["slt1"])
+    shutil.copy(real / "arctic-slt" / "arctic_a0028.flac", files["slt2"])
+    shutil.copy(real / "arctic-aew" / "arctic_a0001.flac", files["aew"])
+    files["bad"].write_bytes(b"RIFF not really audio" * 4)
+    return files
+
+
+def test_one_json_writer():
+    value = {"a": np.float32(0.5), "b": np.arange(2), 0.01: (np.int64(3), Path("x")), "nan": float("nan")}
+    assert to_jsonable(value) == {"a": 0.5, "b": [0, 1], "0.01": [3, "x"], "nan": None}
+    assert json.loads(dumps_json(value))["nan"] is None
+    with pytest.raises(TypeError, match="object"):
+        dumps_json({"x": object()})
+
+
+def test_progress_bars_stay_out_of_log_files():
+    # under pytest stderr is captured, not a terminal: no bar even when enabled
+    assert progress_bar([1], enabled=True).disable
+    assert progress_bar([1], enabled=False).disable
+
+
+def test_embed_folder_skip_errors_and_model_metadata(shared_data, tiny_model, tmp_path, capsys):
+    files = _speech(shared_data, tmp_path)
+    out = tmp_path / "emb.npz"
+    # without --skip-errors: one line naming the bad file, exit 1, nothing written
+    assert main(["embed", str(tiny_model), str(tmp_path / "audio"), "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("voxmetric: error:") and "bad.wav" in err and "\n" not in err
+    assert not out.exists() and not Path(f"{out}.errors.tsv").exists()
+    # with it: the good files are written, the bad one listed, exit 3
+    assert main(["embed", str(tiny_model), str(tmp_path / "audio"), "--out", str(out), "--skip-errors",
+                 "-q"]) == EXIT_PARTIAL
+    err = capsys.readouterr().err
+    assert "bad.wav" in err and "partial" in err
+    ids, matrix, meta = load_embeddings_with_metadata(out)
+    assert sorted(ids) == sorted(str(files[k]) for k in ("slt1", "slt2", "aew")) and matrix.shape[0] == 3
+    assert meta["model"].startswith("tiny:sha256:") and meta["frontend"]["window_s"] == 1.0
+    sidecar = Path(f"{out}.errors.tsv").read_text().splitlines()
+    assert sidecar[0] == "item\treason" and sidecar[1].startswith(str(files["bad"]))
+    # the same files as a safetensors file carry the same metadata
+    st = tmp_path / "emb.safetensors"
+    assert main(["embed", str(tiny_model), str(files["slt1"]), "--out", str(st), "-q"]) == 0
+    assert EmbeddingTable.load(st).fingerprint == meta["model"]
+
+
+def test_old_embeddings_files_without_metadata_still_load(tmp_path):
+    path = tmp_path / "old.npz"
+    np.savez(path, ids=np.array(["a", "b"]), embeddings=np.eye(2, dtype=np.float32))
+    table = EmbeddingTable.load(path)
+    assert table.fingerprint is None and len(table) == 2
+
+
+def test_each_file_is_embedded_once_however_many_trials_name_it(tmp_path):
+    from voxmetric.audio.quality import QualityReport
+    from voxmetric.deploy.enroll import verify_trials
+
+    calls = []
+
+    class Counting:
+        calibration = None
+
+        def decision_threshold(self):
+            return 0.5
+
+        def embed_with_quality(self, path):
+            calls.append(path)
+            return np.ones(4, dtype=np.float32), QualityReport(3.0, 30.0, 0.0, 16000, [])
+
+        cosine = staticmethod(lambda a, b: 1.0)
+
+    for name in "abc":
+        (tmp_path / f"{name}.wav").write_bytes(b"x")
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 a.wav b.wav\n0 a.wav c.wav\n1 b.wav a.wav\n0 c.wav b.wav\n")
+    batch = verify_trials(Counting(), trials, progress=False)
+    assert len(batch.rows) == 4 and sorted(calls) == sorted(str(tmp_path / f"{n}.wav") for n in "abc")
+
+
+def test_verify_trials_batch(shared_data, tiny_model, tmp_path, capsys):
+    files = _speech(shared_data, tmp_path)
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 slt/a0010.flac slt/a0028.flac\n0 slt/a0010.flac aew/a0001.flac\n"
+                      "0 aew/a0001.flac bad.wav\n1 slt/a0028.flac slt/missing.flac\n")
+    root = str(files["slt1"].parents[1])
+    out = tmp_path / "decisions.tsv"
+    args = ["verify", str(tiny_model), "--trials", str(trials), "--root", root, "--out", str(out), "-q"]
+    assert main(args) == 1
+    assert not out.exists()
+    capsys.readouterr()
+    assert main(args + ["--skip-errors"]) == EXIT_PARTIAL
+    err = capsys.readouterr().err
+    assert "bad.wav" in err and "missing.flac" in err
+    lines = out.read_text().splitlines()
+    assert lines[0].split("\t") == ["enrol", "test", "label", "score", "llr", "accepted", "threshold"]
+    assert len(lines) == 3 and lines[1].startswith("slt/a0010.flac\tslt/a0028.flac\t1\t")
+    assert len(Path(f"{out}.errors.tsv").read_text().splitlines()) == 3
+    # JSON Lines on stdout
+    assert main(["verify", str(tiny_model), "--trials", str(trials), "--root", root, "--skip-errors",
+                 "-q"]) == EXIT_PARTIAL
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in rows] == [1, 0] and all(isinstance(r["accepted"], bool) for r in rows)
+
+
+def test_enroll_identify_list_speakers_without_model(shared_data, tiny_model, tmp_path, capsys):
+    files = _speech(shared_data, tmp_path)
+    db = tmp_path / "speakers.db"
+    enroll = ["enroll", str(tiny_model), "--name", "slt", str(files["slt1"]), str(files["bad"]), "--db", str(db)]
+    assert main(enroll + ["-q"]) == 1 and not db.exists()
+    assert main(enroll + ["-q", "--skip-errors"]) == EXIT_PARTIAL
+    assert main(["enroll", str(tiny_model), "--name", "aew", str(files["aew"]), "--db", str(db), "-q"]) == 0
+    capsys.readouterr()
+    # speakers: no MODEL needed; says which model the database belongs to
+    assert main(["speakers", "--db", str(db)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].startswith("aew\t1 recording(s)") and "tiny:sha256:" in captured.err
+    # identify --list: JSON Lines, or TSV one row per candidate
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{files['slt2']}\n{files['bad']}\n")
+    out = tmp_path / "who.tsv"
+    assert main(["identify", str(tiny_model), "--db", str(db), "--list", str(listing), "--out", str(out),
+                 "--skip-errors", "-q"]) == EXIT_PARTIAL
+    rows = out.read_text().splitlines()
+    assert rows[0] == "path\trank\tname\tscore\tllr\taccepted" and len(rows) == 3
+    assert main(["identify", str(tiny_model), "--db", str(db), "--list", str(listing), "-q"]) == 1
+    # verify --db --list: NAME PATH lines
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(f"slt {files['slt2']}\naew {files['slt2']}\n")
+    capsys.readouterr()
+    assert main(["verify", str(tiny_model), "--db", str(db), "--list", str(pairs), "-q"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["name"] for r in rows] == ["slt", "aew"] and rows[0]["path"] == str(files["slt2"])
+
+
+def test_quality_warnings_once_per_file_and_quiet(shared_data, tiny_model, tmp_path, capsys):
+    from voxmetric import audio
+
+    files = _speech(shared_data, tmp_path)
+    short = tmp_path / "short.wav"
+    audio.write(short, audio.read(files["slt1"])[:16000])
+    assert main(["verify", str(tiny_model), str(short), str(files["slt2"]), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "short.wav" in json.loads(captured.out)["warnings"][0]
+    assert captured.err.count("voxmetric: warning:") == 1 and "short.wav" in captured.err
+    assert main(["embed", str(tiny_model), str(short), str(short), "--out", str(tmp_path / "e.npz")]) == 0
+    assert capsys.readouterr().err.count("short.wav: only") == 1
+    assert main(["embed", str(tiny_model), str(short), "--out", str(tmp_path / "e.npz"), "-q"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_calibrate_skip_errors(shared_data, tiny_model, tmp_path, capsys):
+    real = shared_data / "real"
+    lines = [line for line in (real / "trials.txt").read_text().splitlines() if line.strip()][:12]
+    trials = tmp_path / "pairs.txt"
+    trials.write_text("\n".join(lines + ["1 arctic-slt/arctic_a0010.flac arctic-slt/nope.flac"]) + "\n")
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", str(tiny_model), "--trials", str(trials), "--root", str(real), "--out", str(out),
+                 "--bootstrap", "20", "-q"]) == 1
+    assert not out.exists()
+    assert main(["calibrate", str(tiny_model), "--trials", str(trials), "--root", str(real), "--out", str(out),
+                 "--bootstrap", "20", "-q", "--skip-errors"]) == EXIT_PARTIAL
+    assert out.exists() and "nope.flac" in Path(f"{out}.errors.tsv").read_text()
+
+
+def test_score_refuses_embeddings_of_different_models(tmp_path, capsys):
+    trials, matrix = _trial_files(tmp_path)
+    ids = ["a/1.wav", "a/2.wav", "b/1.wav", "b/2.wav"]
+    save_embeddings(tmp_path / "emb.npz", ids, matrix, metadata={"model": "m1:sha256:aaa"})
+    save_embeddings(tmp_path / "cohort.safetensors", [f"c{i}" for i in range(8)],
+                    np.random.default_rng(0).normal(size=(8, 2)), metadata={"model": "m2:sha256:bbb"})
+    assert main(["score", "--trials", str(trials), "--embeddings", str(tmp_path / "emb.npz"), "--snorm",
+                 str(tmp_path / "cohort.safetensors"), "--out", str(tmp_path / "s.txt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "emb.npz" in err and "cohort.safetensors" in err
+    assert "m1:sha256:aaa" in err and "m2:sha256:bbb" in err and not (tmp_path / "s.txt").exists()
+
+
+def test_score_snorm_announces_the_real_top_n_without_a_python_warning(tmp_path, capsys):
+    trials, _ = _trial_files(tmp_path)
+    save_embeddings(tmp_path / "cohort.npz", [f"c{i}" for i in range(8)],
+                    np.random.default_rng(0).normal(size=(8, 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["score", "--trials", str(trials), "--embeddings", str(tmp_path / "emb.npz"), "--snorm",
+                     str(tmp_path / "cohort.npz"), "--out", str(tmp_path / "s.txt")]) == 0
+    captured = capsys.readouterr()
+    assert "top 8 of a 8-speaker cohort" in captured.out and "Warning" not in captured.err
+
+
+def test_score_root_matches_absolute_ids(tmp_path):
+    trials, matrix = _trial_files(tmp_path)
+    ids = [str(tmp_path / "wav" / key) for key in ["a/1.wav", "a/2.wav", "b/1.wav", "b/2.wav"]]
+    save_embeddings(tmp_path / "abs.npz", ids, matrix)
+    out = tmp_path / "s.txt"
+    assert main(["score", "--trials", str(trials), "--embeddings", str(tmp_path / "abs.npz"),
+                 "--root", str(tmp_path / "wav"), "--out", str(out)]) == 0
+    assert set(read_scores(str(out))) == {("a/1.wav", "a/2.wav"), ("a/1.wav", "b/1.wav"), ("b/1.wav", "b/2.wav"),
+                                          ("a/2.wav", "b/2.wav")}
+
+
+def test_eval_several_systems(tmp_path, capsys):
+    trials, _ = _trial_files(tmp_path)
+    for name in ("one", "two"):
+        main(["score", "--trials", str(trials), "--embeddings", str(tmp_path / "emb.npz"),
+              "--out", str(tmp_path / f"{name}.txt")])
+    capsys.readouterr()
+    plot, results = tmp_path / "det.png", tmp_path / "r.json"
+    assert main(["eval", "--trials", str(trials), "--scores", str(tmp_path / "one.txt"), str(tmp_path / "two.txt"),
+                 "--plot", str(plot), "--out", str(results), "--bootstrap", "20"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("one: EER") and "\ntwo: EER" in captured.out
+    assert str(plot) in captured.err and str(results) in captured.err
+    assert set(json.loads(results.read_text())) == {"one", "two"}
+    assert (tmp_path / "r.md").read_text().count("\n| ") >= 2 and plot.read_bytes()[:4] == b"\x89PNG"
+    assert main(["eval", "--trials", str(trials), "--scores", str(tmp_path / "one.txt"), "--plot", "det.jpg"]) == 2
+    assert "usage: voxmetric eval" in capsys.readouterr().err
+
+
+def test_arguments_in_the_wrong_order_say_which_is_not_a_model(tmp_path, capsys):
+    assert main(["verify", str(tmp_path / "a.flac"), str(tmp_path / "b.flac"), "sinctdnn-aam"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: voxmetric verify" in err and "a.flac is not a model" in err and "weights_only" not in err
+
+
+def test_usage_errors_show_the_commands_usage(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["identify", "sinctdnn-aam", "x.wav", "y.wav", "--db", "s.db"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: voxmetric identify") and "unrecognized arguments: y.wav" in err
+    assert main(["verify", "sinctdnn-aam", "only-one.wav"]) == 2
+    assert "usage: voxmetric verify" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", SPEC_COMMANDS)
+def test_every_command_help_has_an_example_and_defaults(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "example:\n  voxmetric " + command in text and "exit status:" in text and "%%" not in text
+
+
+def test_calibrate_help_prints_percent_literally(capsys):
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--help"])
+    text = capsys.readouterr().out
+    assert "95% confidence" in " ".join(text.split()) and "(default: 1000)" in text
+
+
+def test_embed_declares_device_and_vad_once():
+    embed = build_parser()._subparsers._group_actions[0].choices["embed"]
+    options = [o for action in embed._actions for o in action.option_strings]
+    assert options.count("--device") == 1 and options.count("--no-vad") == 1
+
+
+def test_checkpoint_without_calibration_points_to_calibrate(tiny_checkpoint, shared_data, capsys):
+    wav = shared_data / "real" / "arctic-slt" / "arctic_a0010.flac"
+    assert main(["verify", str(tiny_checkpoint), str(wav), str(wav)]) == 1
+    err = capsys.readouterr().err
+    assert "voxmetric calibrate" in err and "--calibration" in err
+
+
+def test_export_safetensors(tiny_checkpoint, tmp_path, capsys):
+    from voxmetric.inference.speaker_model import load_model
+
+    out = tmp_path / "model.safetensors"
+    assert main(["export", str(tiny_checkpoint), "--format", "safetensors", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    model = load_model(out)
+    assert model.embedding_dim == 16 and model.calibration is None
+
+
+def test_audio_format_messages(tmp_path):
+    from voxmetric import audio
+    from voxmetric.audio.io import readable_extensions
+    from voxmetric.errors import AudioError
+
+    m4a = tmp_path / "x.m4a"
+    m4a.write_bytes(b"\0\0\0 ftypM4A " * 8)
+    with pytest.raises(AudioError, match="ffmpeg -i .* -ac 1 -ar 16000"):
+        audio.read(m4a)
+    odd = tmp_path / "x.xyz"
+    odd.write_bytes(b"junk" * 16)
+    with pytest.raises(AudioError) as caught:
+        audio.read(odd)
+    assert ", ".join(readable_extensions()) in str(caught.value)
+
+
+def test_mp3_is_read_when_libsndfile_supports_it(shared_data, tmp_path):
+    import soundfile as sf
+
+    from voxmetric import audio
+
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile has no MP3 support")
+    samples, rate = sf.read(shared_data / "real" / "arctic-slt" / "arctic_a0010.flac")
+    sf.write(tmp_path / "a.mp3", samples, rate)
+    assert audio.read(tmp_path / "a.mp3").size > 16000
+    from voxmetric.inference.batch import audio_in_folder
+
+    assert audio_in_folder(tmp_path) == [str(tmp_path / "a.mp3")]
+
+
+@pytest.mark.parametrize("command", SPEC_COMMANDS)
+def test_every_option_has_help(command):
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    missing = [a.dest for a in parser._actions if not a.help]
+    assert not missing, f"{command}: no help for {missing}"

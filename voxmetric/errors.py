@@ -100,3 +100,10 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers or {}
+class UsageError(VoxmetricError):
+    """Arguments that do not fit together (a missing option, a wrong count of files): the
+    command line prints the command's usage with the message and exits with status 2."""
+
+
+class NotAModelError(CheckpointError, UsageError):
+    """The MODEL argument names an audio file (arguments in the wrong order?)."""

@@ -49,3 +49,69 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     with atomic_path(path) as tmp:
         with open(tmp, mode, encoding=encoding) as f:
             yield f
+
+
+# --- JSON: the one encoder --------------------------------------------------------------
+
+
+def to_jsonable(value):
+    """``value`` with numpy scalars and arrays, tuples, paths, sets and non-string keys turned
+    into plain JSON types; floats that are NaN or infinite become ``None``.
+
+    Every JSON voxmetric writes (results files, ``--json`` output, JSON Lines) goes through
+    here, so one object always serialises the same way. Anything else (an arbitrary object)
+    is a ``TypeError`` naming its type, never a silent ``str()``.
+    """
+    import math
+
+    import numpy as np
+
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dict):
+        return {(k if isinstance(k, str) else str(to_jsonable(k))): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "to_dict"):
+        return to_jsonable(value.to_dict())
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def dumps_json(value, indent: int | None = None) -> str:
+    """``value`` as JSON text (:func:`to_jsonable` first; strict JSON, no NaN)."""
+    import json
+
+    return json.dumps(to_jsonable(value), indent=indent, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike, value, indent: int | None = 2) -> None:
+    """Write ``value`` as JSON to ``path`` atomically (see :func:`dumps_json`)."""
+    text = dumps_json(value, indent=indent)
+    with atomic_open(path) as f:
+        f.write(text + "\n")
+
+
+# --- progress bars ----------------------------------------------------------------------
+
+
+def progress_bar(iterable=None, enabled: bool = True, **options):
+    """A tqdm progress bar on stderr that never redraws into a log file.
+
+    ``enabled=False`` (``-q``) hides it; otherwise it shows only when stderr is a terminal
+    (tqdm's ``disable=None``), so redirected output stays free of carriage-return lines.
+    ``options`` go to tqdm (``desc``, ``unit``, ``total``, ``leave``).
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=None if enabled else True, **options)

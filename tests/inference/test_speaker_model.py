@@ -251,7 +251,7 @@ def test_verify_threshold_rules(tmp_path, tiny_weights):
     assert result.llr is None and result.threshold == 0.3 and result.accepted
     # neither (a training checkpoint): a clear error, unless given at load or call time
     checkpoint = load_model(make_checkpoint(tmp_path / "c.pt"))
-    with pytest.raises(VoxmetricError, match="no calibration and no decision threshold.*fit_calibration"):
+    with pytest.raises(VoxmetricError, match="no calibration and no decision threshold.*voxmetric calibrate.*--calibration"):
         checkpoint.verify(voice, voice)
     assert checkpoint.verify(voice, voice, threshold=0.9).accepted
     recalibrated = load_model(make_checkpoint(tmp_path / "c.pt"), calibration={"scale": 2.0, "offset": -1.0})

@@ -46,6 +46,14 @@ length its header claims."""
 _MAX_RESAMPLE_FACTOR = 1000
 """Odd sample-rate ratios (e.g. 44101 -> 16000 Hz) are approximated by a ratio of integers
 at most this large (relative pitch error below 1e-5) instead of a filter of millions of taps."""
+CONTAINER_EXTENSIONS = (".m4a", ".aac", ".mp4")
+"""AAC/MP4 containers libsndfile cannot read: convert them with ffmpeg (README, "Audio formats")."""
+
+
+def readable_extensions() -> tuple[str, ...]:
+    """File name endings this installation reads: :data:`AUDIO_EXTENSIONS`, plus ``.mp3`` when
+    the installed libsndfile decodes MP3 (1.1 or newer)."""
+    return AUDIO_EXTENSIONS + ((".mp3",) if "MP3" in sf.available_formats() else ())
 
 
 @dataclass(frozen=True)
@@ -80,10 +88,13 @@ def _open(path: str) -> sf.SoundFile:
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as error:
         reason = str(error).split(":")[-1].strip() or "unknown error"
         suffix = Path(path).suffix.lower()
+        if suffix in CONTAINER_EXTENSIONS:
+            raise AudioError(f"{path}: '{suffix}' (AAC/MP4) is not readable here; convert it first: "
+                             f"ffmpeg -i {path} -ac 1 -ar 16000 out.flac (README, 'Audio formats')") from None
         if suffix and suffix not in AUDIO_EXTENSIONS and "format" in reason.lower():
             raise AudioError(
                 f"{path}: unsupported audio format '{suffix}' ({reason}); "
-                f"use one of {', '.join(AUDIO_EXTENSIONS)}"
+                f"use one of {', '.join(readable_extensions())}"
             ) from None
         raise AudioError(f"{path}: unreadable or corrupt audio ({reason})") from None
     try:

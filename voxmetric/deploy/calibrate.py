@@ -44,3 +44,31 @@ def calibrate_trials(model, trials_path: str | os.PathLike, audio_root: str | os
                                  seed=seed, prior=prior,
                                  model=getattr(model, "fingerprint", None) or getattr(model, "name", None),
                                  reference=getattr(model, "calibration", None))
+
+
+def calibrate_pairs(model, trials_path: str | os.PathLike, audio_root: str | os.PathLike | None = None,
+                    target_far: float | None = None, n_bootstrap: int = DEFAULT_N_BOOTSTRAP, seed: int = 0,
+                    skip_errors: bool = False, progress: bool = False, on_warning=None):
+    """``voxmetric calibrate``: :func:`calibrate_trials` with per-file quality warnings and,
+    with ``skip_errors``, the pairs of unusable files left out.
+
+    Returns:
+        ``(CalibrationResult, failures)``; failures are
+        :class:`voxmetric.inference.batch.Failure` rows (empty without ``skip_errors``).
+    """
+    import numpy as np
+
+    from .enroll import score_trial_pairs
+
+    batch = score_trial_pairs(model, trials_path, audio_root, skip_errors=skip_errors, progress=progress,
+                              on_warning=on_warning)
+    if not batch.rows:
+        from ..errors import CalibrationError
+
+        raise CalibrationError(f"{trials_path}: no pair could be scored ({len(batch.failures)} file(s) failed)")
+    scores = np.array([row["score"] for row in batch.rows])
+    labels = np.array([row["label"] for row in batch.rows]).astype(bool)
+    result = calibrate_from_scores(scores, labels, target_far=target_far, n_bootstrap=n_bootstrap, seed=seed,
+                                   model=getattr(model, "fingerprint", None) or getattr(model, "name", None),
+                                   reference=getattr(model, "calibration", None))
+    return result, batch.failures

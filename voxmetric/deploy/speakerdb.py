@@ -167,6 +167,29 @@ class SpeakerDB:
         return cls(connection, path, model_id, int(dim) if dim else None)
 
     @staticmethod
+    def model_of(path: str | os.PathLike) -> str:
+        """The fingerprint of the model a database belongs to, read without a model.
+
+        Raises:
+            SpeakerDBError: missing file, not a voxmetric speaker database.
+        """
+        path = os.fspath(path)
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            raise SpeakerDBError(f"{path}: no such speaker database (enrol a speaker first to create it)")
+        from pathlib import Path
+
+        connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            meta = dict(connection.execute("SELECT key, value FROM meta"))
+        except sqlite3.DatabaseError as error:
+            raise SpeakerDBError(f"{path}: not a voxmetric speaker database ({error})") from None
+        finally:
+            connection.close()
+        if meta.get("application") != _APPLICATION or not meta.get("model_id"):
+            raise SpeakerDBError(f"{path}: not a voxmetric speaker database")
+        return meta["model_id"]
+
+    @staticmethod
     def _initialise(connection: sqlite3.Connection, path: str, model_id: str, existed: bool) -> dict[str, str]:
         try:
             connection.execute("PRAGMA foreign_keys = ON")

@@ -1,9 +1,16 @@
 """Embedding files: ids plus an ``(N, D)`` float32 matrix, as ``.npz`` or ``.safetensors``.
 
-* ``.npz``: ``np.savez`` with two arrays, ``ids`` (unicode strings) and ``embeddings``;
-  loaded with ``allow_pickle=False``, so a file never executes code.
+* ``.npz``: ``np.savez`` with two arrays, ``ids`` (unicode strings) and ``embeddings``,
+  and a 0-d string array ``metadata`` holding a JSON object; loaded with
+  ``allow_pickle=False``, so a file never executes code.
 * ``.safetensors``: one tensor ``embeddings``; the ids are a JSON list in the header
-  metadata under ``"ids"``.
+  metadata under ``"ids"``, the metadata a JSON object under ``"voxmetric"``.
+
+The metadata records which model made the embeddings: ``{"model": fingerprint,
+"frontend": front-end settings}`` (:attr:`SpeakerModel.fingerprint
+<voxmetric.inference.speaker_model.SpeakerModel.fingerprint>`). Files written before it
+existed (or by other tools) load with empty metadata; :func:`check_same_model` refuses to
+mix embeddings whose fingerprints differ.
 
 The format follows the file name ending. Writes are atomic. Every problem with a file
 is an :class:`EmbeddingsError` whose message starts with the path.
@@ -20,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EmbeddingsError, TrialsError, VoxmetricError
-from ..fileio import atomic_open, atomic_path
+from ..fileio import atomic_open, atomic_path, dumps_json
 
 FORMATS = (".npz", ".safetensors")
 """File name endings :func:`save_embeddings` and :func:`load_embeddings` understand."""
@@ -58,13 +65,15 @@ def _validate(path: str, ids: Sequence[str], matrix: np.ndarray) -> tuple[list[s
     return ids, matrix
 
 
-def save_embeddings(path: str | os.PathLike, ids: Sequence[str], matrix: np.ndarray) -> None:
+def save_embeddings(path: str | os.PathLike, ids: Sequence[str], matrix: np.ndarray,
+                    metadata: dict | None = None) -> None:
     """Write ids and their ``(N, D)`` embeddings atomically; format by file name ending.
 
     Args:
         path: ``*.npz`` or ``*.safetensors``.
         ids: ``N`` unique strings (utterance ids or paths), row order of ``matrix``.
         matrix: ``(N, D)`` real array, stored as float32.
+        metadata: JSON-serialisable facts, normally ``{"model": fingerprint, "frontend": settings}``.
 
     Raises:
         EmbeddingsError: unknown ending, ``len(ids) != N``, duplicate ids, non-finite values.
@@ -72,14 +81,15 @@ def save_embeddings(path: str | os.PathLike, ids: Sequence[str], matrix: np.ndar
     path = os.fspath(path)
     suffix = _format(path)
     ids, matrix = _validate(path, ids, matrix)
+    meta = dumps_json(metadata or {})
     if suffix == ".npz":
         with atomic_open(path, "wb") as f:
-            np.savez(f, ids=np.array(ids, dtype=np.str_), embeddings=matrix)
+            np.savez(f, ids=np.array(ids, dtype=np.str_), embeddings=matrix, metadata=np.array(meta, dtype=np.str_))
     else:
         from safetensors.numpy import save_file
 
         with atomic_path(path) as tmp:
-            save_file({"embeddings": matrix}, tmp, metadata={"ids": json.dumps(ids)})
+            save_file({"embeddings": matrix}, tmp, metadata={"ids": json.dumps(ids), "voxmetric": meta})
 
 
 def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
@@ -92,17 +102,54 @@ def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
         EmbeddingsError: missing, empty or corrupt file, unknown ending, missing
             fields, ids not matching the rows.
     """
+    ids, matrix, _ = load_embeddings_with_metadata(path)
+    return ids, matrix
+
+
+def load_embeddings_with_metadata(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dict]:
+    """``(ids, matrix, metadata)`` of a file; ``metadata`` is ``{}`` for files without it."""
     path = os.fspath(path)
     suffix = _format(path)
     if not os.path.isfile(path):
         raise EmbeddingsError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
         raise EmbeddingsError(f"{path}: empty file (0 bytes)")
-    ids, matrix = _load_npz(path) if suffix == ".npz" else _load_safetensors(path)
-    return _validate(path, ids, matrix)
+    ids, matrix, meta = _load_npz(path) if suffix == ".npz" else _load_safetensors(path)
+    ids, matrix = _validate(path, ids, matrix)
+    return ids, matrix, _parse_metadata(path, meta)
 
 
-def _load_npz(path: str) -> tuple[list[str], np.ndarray]:
+def _parse_metadata(path: str, text: str | None) -> dict:
+    if text is None:
+        return {}
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise EmbeddingsError(f"{path}: metadata is not valid JSON ({error})") from None
+    if not isinstance(meta, dict):
+        raise EmbeddingsError(f"{path}: metadata must be a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def check_same_model(*tables: "EmbeddingTable") -> None:
+    """Refuse to compare embeddings of different models.
+
+    Tables without a recorded fingerprint (older files) pass.
+
+    Raises:
+        EmbeddingsError: two tables record different model fingerprints (one line,
+            naming both files and fingerprints).
+    """
+    known = [t for t in tables if t.fingerprint]
+    for other in known[1:]:
+        if other.fingerprint != known[0].fingerprint:
+            raise EmbeddingsError(
+                f"{known[0].source} holds embeddings of model {known[0].fingerprint} but {other.source} of "
+                f"model {other.fingerprint}: scores across models are meaningless; embed both with the same model"
+            )
+
+
+def _load_npz(path: str) -> tuple[list[str], np.ndarray, str | None]:
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in ("ids", "embeddings") if key not in data.files]
@@ -112,14 +159,15 @@ def _load_npz(path: str) -> tuple[list[str], np.ndarray]:
                     f"{', '.join(repr(m) for m in missing)}; found {data.files})"
                 )
             ids, matrix = data["ids"], data["embeddings"]
+            meta = str(data["metadata"]) if "metadata" in data.files else None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
         raise EmbeddingsError(f"{path}: corrupt or unreadable .npz file ({error})") from None
     if ids.ndim != 1 or ids.dtype.kind != "U":
         raise EmbeddingsError(f"{path}: 'ids' must be a 1-d array of strings, got {ids.dtype} {ids.shape}")
-    return ids.tolist(), matrix
+    return ids.tolist(), matrix, meta
 
 
-def _load_safetensors(path: str) -> tuple[list[str], np.ndarray]:
+def _load_safetensors(path: str) -> tuple[list[str], np.ndarray, str | None]:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -138,7 +186,7 @@ def _load_safetensors(path: str) -> tuple[list[str], np.ndarray]:
         raise EmbeddingsError(f"{path}: 'ids' metadata is not valid JSON ({error})") from None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise EmbeddingsError(f"{path}: 'ids' metadata must be a JSON list of strings")
-    return ids, matrix
+    return ids, matrix, metadata.get("voxmetric")
 
 
 class EmbeddingTable:
@@ -148,21 +196,33 @@ class EmbeddingTable:
         ids: ``N`` unique ids.
         matrix: ``(N, D)`` embeddings, stored as float32.
         source: where they came from (a file name), quoted in error messages.
+        metadata: ``{"model": fingerprint, "frontend": settings}`` when known.
     """
 
-    def __init__(self, ids: Sequence[str], matrix: np.ndarray, source: str = "embeddings"):
+    def __init__(self, ids: Sequence[str], matrix: np.ndarray, source: str = "embeddings",
+                 metadata: dict | None = None):
         self.source = source
         self.ids, self.matrix = _validate(source, ids, matrix)
         self.row_of = {uid: row for row, uid in enumerate(self.ids)}
+        self.metadata = dict(metadata or {})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EmbeddingTable:
         """Read a table from a file written by :func:`save_embeddings`."""
-        ids, matrix = load_embeddings(path)
-        return cls(ids, matrix, source=os.fspath(path))
+        ids, matrix, metadata = load_embeddings_with_metadata(path)
+        return cls(ids, matrix, source=os.fspath(path), metadata=metadata)
 
     def save(self, path: str | os.PathLike) -> None:
-        save_embeddings(path, self.ids, self.matrix)
+        save_embeddings(path, self.ids, self.matrix, metadata=self.metadata)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """Fingerprint of the model that made the embeddings, when the file records it."""
+        return self.metadata.get("model")
+
+    def rekeyed(self, ids: Sequence[str]) -> EmbeddingTable:
+        """The same rows under new ids (same order)."""
+        return EmbeddingTable(ids, self.matrix, source=self.source, metadata=self.metadata)
 
     @property
     def dim(self) -> int:

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from ..data.trials import Trial, key_paths, read_trials, trial_keys, trial_root
-from ..errors import TrialsError, VoxmetricError
+from ..errors import TrialsError, UsageError, VoxmetricError
 from ..fileio import atomic_open
-from .embeddings import EmbeddingTable
+from .embeddings import EmbeddingTable, check_same_model
 from .metrics import DEFAULT_N_BOOTSTRAP, evaluate_scores
 from .scoring import DEFAULT_TOP_N, score_trials, speaker_means
 
@@ -102,17 +102,57 @@ def cohort_embeddings(embedder, corpus, utterances_per_speaker: int, seed: int =
     return means
 
 
-def score_file(trials_path: str, embeddings_path: str, out: str, cohort_path: str | None = None,
-               top_n: int = DEFAULT_TOP_N) -> int:
-    """``voxmetric score``: score every trial, write ``SCORE ENROL TEST`` lines atomically."""
-    trials = read_trials(trials_path)
+def load_scoring_tables(embeddings_path: str, cohort_path: str | None = None,
+                        root: str | None = None) -> tuple[EmbeddingTable, EmbeddingTable | None]:
+    """The trials' embeddings (ids re-keyed relative to ``root`` when given) and the s-norm
+    cohort, refused when they record different models
+    (:func:`~voxmetric.evaluate.embeddings.check_same_model`)."""
     table = EmbeddingTable.load(embeddings_path)
-    cohort = EmbeddingTable.load(cohort_path).matrix if cohort_path else None
-    scores = score_trials(trials, table, cohort=cohort, top_n=top_n, source=trials_path)
+    cohort = EmbeddingTable.load(cohort_path) if cohort_path else None
+    if cohort is not None:
+        check_same_model(table, cohort)
+    if root is not None:
+        table = table.rekeyed(relative_ids(table.ids, root))
+    return table, cohort
+
+
+def relative_ids(ids: list[str], root: str) -> list[str]:
+    """``ids`` (paths: absolute, or relative to the current folder) as paths relative to ``root``,
+    so that ``embed`` output of absolute paths matches the keys of a trial list under ``root``."""
+    base = os.path.abspath(root)
+    return [os.path.relpath(os.path.abspath(uid), base).replace(os.sep, "/") for uid in ids]
+
+
+def score_file(trials_path: str, embeddings_path: str, out: str, cohort_path: str | None = None,
+               top_n: int = DEFAULT_TOP_N, root: str | None = None) -> dict[str, Any]:
+    """``voxmetric score``: score every trial, write ``SCORE ENROL TEST`` lines atomically.
+
+    Args:
+        root: the trial keys are relative to this folder and the embedding ids absolute
+            (or relative to the current folder) paths: match them as files.
+        top_n: s-norm cohort scores kept per side; at most the cohort's size.
+
+    Returns:
+        ``{"count": trials scored, "top_n": cohort scores used per side or None,
+        "cohort_size": speakers in the cohort or None}``.
+
+    Raises:
+        EmbeddingsError: unreadable files, or embeddings and cohort of different models.
+        TrialsError: a trial key without an embedding.
+    """
+    trials = read_trials(trials_path)
+    table, cohort = load_scoring_tables(embeddings_path, cohort_path, root)
+    if root is not None:
+        trials = [Trial(t.label, os.path.normpath(t.enrol).replace(os.sep, "/"),
+                        os.path.normpath(t.test).replace(os.sep, "/")) for t in trials]
+    used_top = min(int(top_n), len(cohort)) if cohort is not None else None
+    scores = score_trials(trials, table, cohort=None if cohort is None else cohort.matrix,
+                          top_n=used_top or top_n, source=trials_path)
+    original = read_trials(trials_path) if root is not None else trials
     with atomic_open(out) as f:
-        for trial, score in zip(trials, scores):
+        for trial, score in zip(original, scores):
             f.write(f"{score:.17g} {trial.enrol} {trial.test}\n")
-    return len(trials)
+    return {"count": len(trials), "top_n": used_top, "cohort_size": None if cohort is None else len(cohort)}
 
 
 def read_scores(path: str) -> dict[tuple[str, str], float]:
@@ -140,14 +180,27 @@ def read_scores(path: str) -> dict[tuple[str, str], float]:
     return scores
 
 
-def evaluate_score_file(trials_path: str, scores_path: str, plot_path: str | None = None,
-                        json_path: str | None = None, n_bootstrap: int = DEFAULT_N_BOOTSTRAP, seed: int = 0,
-                        histogram_path: str | None = None) -> dict[str, Any]:
-    """``voxmetric eval``: EER with CI and minDCF of a score file against its trial list."""
-    from .plots import plot_det, plot_score_histogram
-    from .report import write_results
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+"""File name endings ``eval --plot`` / ``--hist`` write."""
 
-    trials = read_trials(trials_path)
+
+def check_plot_path(option: str, path: str | None) -> None:
+    """Refuse a plot file name matplotlib would not write as an image (before any work).
+
+    Raises:
+        UsageError: ``path`` does not end in one of :data:`PLOT_FORMATS`.
+    """
+    if path and not path.lower().endswith(PLOT_FORMATS):
+        raise UsageError(f"{option} {path}: use a {', '.join(PLOT_FORMATS[:-1])} or {PLOT_FORMATS[-1]} file name")
+
+
+def _system_names(paths: list[str]) -> list[str]:
+    """One name per score file: its stem, or its path where stems repeat."""
+    stems = [Path(p).stem for p in paths]
+    return stems if len(set(stems)) == len(stems) else list(paths)
+
+
+def _scores_in_trial_order(trials_path: str, trials, scores_path: str) -> np.ndarray:
     by_pair = read_scores(scores_path)
     scores = np.empty(len(trials))
     for i, trial in enumerate(trials):
@@ -156,12 +209,56 @@ def evaluate_score_file(trials_path: str, scores_path: str, plot_path: str | Non
             raise TrialsError(f"{scores_path}: no score for trial {i + 1} of {trials_path} "
                               f"('{trial.enrol}' '{trial.test}')")
         scores[i] = score
+    return scores
+
+
+def evaluate_score_files(trials_path: str, scores_paths: list[str], plot_path: str | None = None,
+                         json_path: str | None = None, n_bootstrap: int = DEFAULT_N_BOOTSTRAP, seed: int = 0,
+                         histogram_path: str | None = None) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``voxmetric eval`` of one or more systems: each score file against the trial list.
+
+    One DET plot with a curve per system, one results row per system (``json_path`` and
+    the ``.md`` beside it), score histograms of the first system.
+
+    Returns:
+        ``({system name: metrics}, files written)``.
+
+    Raises:
+        UsageError: a plot file name that is not .png/.pdf/.svg, no score file.
+        TrialsError, VoxmetricError: a trial without a score, a malformed score file.
+    """
+    from .plots import plot_det, plot_score_histogram
+    from .report import write_results
+
+    check_plot_path("--plot", plot_path)
+    check_plot_path("--hist", histogram_path)
+    if not scores_paths:
+        raise UsageError("give at least one --scores file")
+    trials = read_trials(trials_path)
     labels = np.array([t.label for t in trials])
-    metrics = evaluate_scores(scores, labels, n_bootstrap=n_bootstrap, seed=seed)
+    systems: dict[str, np.ndarray] = {}
+    for name, path in zip(_system_names(list(scores_paths)), scores_paths):
+        systems[name] = _scores_in_trial_order(trials_path, trials, path)
+    metrics = {name: evaluate_scores(scores, labels, n_bootstrap=n_bootstrap, seed=seed)
+               for name, scores in systems.items()}
+    written = []
     if json_path:
-        write_results(metrics, json_path, str(Path(json_path).with_suffix(".md")))
+        md_path = str(Path(json_path).with_suffix(".md"))
+        write_results(next(iter(metrics.values())) if len(metrics) == 1 else metrics, json_path, md_path)
+        written += [json_path, md_path]
     if plot_path:
-        plot_det({Path(scores_path).stem: (scores, labels)}, plot_path)
+        plot_det({name: (scores, labels) for name, scores in systems.items()}, plot_path)
+        written.append(plot_path)
     if histogram_path:
-        plot_score_histogram(scores, labels, histogram_path)
-    return metrics
+        plot_score_histogram(next(iter(systems.values())), labels, histogram_path)
+        written.append(histogram_path)
+    return metrics, written
+
+
+def evaluate_score_file(trials_path: str, scores_path: str, plot_path: str | None = None,
+                        json_path: str | None = None, n_bootstrap: int = DEFAULT_N_BOOTSTRAP, seed: int = 0,
+                        histogram_path: str | None = None) -> dict[str, Any]:
+    """EER with CI and minDCF of one score file against its trial list (see :func:`evaluate_score_files`)."""
+    metrics, _ = evaluate_score_files(trials_path, [scores_path], plot_path, json_path, n_bootstrap, seed,
+                                      histogram_path)
+    return next(iter(metrics.values()))

@@ -7,14 +7,11 @@ system. Rates in the JSON stay fractions; the table shows percentages.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
-from ..fileio import atomic_open
+from ..fileio import atomic_open, write_json
 from .metrics import DEFAULT_P_TARGETS
 
 
@@ -56,14 +53,6 @@ def markdown_table(metrics: Mapping[str, Any], p_targets=DEFAULT_P_TARGETS) -> s
     return "\n".join(lines) + "\n" + note
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
 def write_results(metrics: Mapping[str, Any], json_path: str | os.PathLike,
                   md_path: str | os.PathLike) -> None:
     """Write ``metrics`` as JSON and as a Markdown table, both atomically.
@@ -74,8 +63,6 @@ def write_results(metrics: Mapping[str, Any], json_path: str | os.PathLike,
         json_path: JSON output (the dict as given, rates as fractions).
         md_path: Markdown output (see :func:`markdown_table`).
     """
-    with atomic_open(json_path) as f:
-        json.dump(metrics, f, indent=2, default=_json_default)
-        f.write("\n")
+    write_json(json_path, metrics)
     with atomic_open(md_path) as f:
         f.write(markdown_table(metrics))

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from ..checks import parse_device
-from ..errors import CheckpointError
+from ..audio.io import CONTAINER_EXTENSIONS, readable_extensions
+from ..errors import CheckpointError, NotAModelError
 from .checkpoint import load_checkpoint
 from .frontend import FrontendSettings
 from .weights import check_manifest, load_weights_checked, read_weights
@@ -68,6 +69,10 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[str, Path]:
             raise CheckpointError(f"bundled model {text!r} is not installed ({path} is missing); reinstall voxmetric")
         return "bundled", path
     path = Path(text)
+    if path.suffix.lower() in readable_extensions() + CONTAINER_EXTENSIONS + (".mp3",):
+        raise NotAModelError(f"{text} is not a model but an audio file: give MODEL first (a bundled name: "
+                             f"{', '.join(BUNDLED)}, a .safetensors weights file or a training checkpoint), "
+                             f"then the audio")
     if not path.is_file():
         raise CheckpointError(f"{text!r} is neither a bundled model ({', '.join(BUNDLED)}) nor an existing file")
     return ("weights" if path.suffix == ".safetensors" else "checkpoint"), path

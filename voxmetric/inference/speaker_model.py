@@ -202,9 +202,8 @@ class SpeakerModel:
             return self.calibration.bayes_threshold(0.5)
         raise VoxmetricError(
             f"model {self.name!r} has no calibration and no decision threshold (a training checkpoint?): "
-            f"pass calibration={{'scale': ..., 'offset': ...}} to load_model (fit it with "
-            f"voxmetric.evaluate.calibration.fit_calibration on labelled trial scores), give "
-            f"verify(..., threshold=...), or export it with a threshold (voxmetric.export.export_pretrained)"
+            f"calibrate it on labelled pairs with 'voxmetric calibrate MODEL --trials PAIRS --out cal.json' "
+            f"and pass --calibration cal.json (in Python: load_model(..., calibration='cal.json'))"
         )
 
     def verify(self, a, b, threshold: float | None = None, sample_rate: int | None = None) -> VerifyResult:
@@ -255,5 +254,6 @@ def embed_to_file(model_spec: str, paths: list[str], out: str, window_s: float |
     if step_s != MODEL_SETTING:
         model.set_frontend(step_s=step_s)
     matrix = model.embed_files(paths, progress=progress)
-    save_embeddings(out, [str(p) for p in (paths if ids is None else ids)], matrix)
+    save_embeddings(out, [str(p) for p in (paths if ids is None else ids)], matrix,
+                    metadata={"model": model.fingerprint, "frontend": model.settings.to_dict()})
     return matrix.shape

@@ -16,7 +16,6 @@ gets the same P x K batches (K from the config, raised to 2 if it is 1).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any
 
 from .config import Config
 from ..errors import ConfigError
-from ..fileio import atomic_open
+from ..fileio import atomic_open, write_json
 
 PAPER_LOSSES = ("ce", "center", "coco", "aam", "contrastive", "triplet")
 
@@ -88,6 +87,11 @@ def _check(config: Config, losses: list[str]) -> None:
         raise ConfigError(f"--losses: unknown loss '{unknown[0]}'; allowed: {', '.join(sorted(LOSSES))}")
     if not config.evaluation.trials:
         raise ConfigError("evaluation.trials is required to compare losses: the test trial list")
+
+
+def parse_losses(text: str) -> list[str]:
+    """``"ce, aam,triplet"`` -> ``["ce", "aam", "triplet"]`` (the ``--losses`` option)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def compare(config: Config, losses: list[str], out_dir: str, budget: str | None = None,
@@ -175,8 +179,7 @@ def _write_report(out: Path, rows, curves, config: Config) -> CompareReport:
               f"over trials; minDCF normalised (C_miss = C_fa = 1).\n\n")
     with atomic_open(out / "results.md") as f:
         f.write(header + table + "\n")
-    with atomic_open(out / "results.json") as f:
-        json.dump({"config": config.to_dict(), "results": rows}, f, indent=2, default=_json_default)
+    write_json(out / "results.json", {"config": config.to_dict(), "results": rows})
     det = out / "det.png"
     plot_det(curves, det)
     curves_plot = out / "training_curves.png"
@@ -184,8 +187,3 @@ def _write_report(out: Path, rows, curves, config: Config) -> CompareReport:
     return CompareReport(str(out), rows, table, str(out / "results.md"), str(out / "results.json"),
                          str(det), str(curves_plot))
 
-
-def _json_default(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)

@@ -395,3 +395,8 @@ def save_config(config: Config, path: str | Path) -> None:
     """Write the merged config (every field, defaults included) as YAML, atomically."""
     with atomic_open(path) as f:
         yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+
+
+def default_exp_dir(config_path: str) -> str:
+    """Experiment folder of a config when none is given: ``exp/<config file stem>``."""
+    return str(Path("exp") / Path(config_path).stem)

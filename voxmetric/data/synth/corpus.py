@@ -34,18 +34,16 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ... import audio
 from ...errors import ConfigError, CorpusError
-from ...fileio import atomic_open
+from ...fileio import atomic_open, progress_bar
 from ..corpus import Utterance
 from .channel import apply_channel, draw_channel
 from ...audio.io import SAMPLE_RATE_HZ
@@ -170,7 +168,7 @@ def _render_speaker(wav_dir: str, seed: int, plan: _SpeakerPlan) -> list[tuple[s
 def _render_all(wav_dir: str, seed: int, plans, workers: int, progress: bool) -> dict[str, float]:
     durations: dict[str, float] = {}
     total = sum(len(p.sessions) for p in plans)
-    with tqdm(total=total, unit="utt", desc="synth", file=sys.stderr, disable=not progress) as bar:
+    with progress_bar(total=total, enabled=progress, unit="utt", desc="synth") as bar:
         if workers == 1:
             results = (_render_speaker(wav_dir, seed, p) for p in plans)
             for done in results:
