@@ -276,7 +276,7 @@ def test_kaldi_trials_of_utterance_ids_evaluate(tmp_path, tiny_corpus):
     from voxmetric.inference.frontend import Frontend, FrontendSettings
 
     model = Frontend(build_model(TINY_MODEL["name"], **TINY_MODEL["params"]),
-                     FrontendSettings(window_s=1.0, step_s=0.5))
+                     FrontendSettings(vad=False, window_s=1.0, step_s=0.5))
     as_kaldi = evaluate_trials(model, tmp_path / "kaldi" / "trials", n_bootstrap=0, progress=False)
     as_voxceleb = evaluate_trials(model, tiny_corpus / "trials.txt", n_bootstrap=0, progress=False)
     np.testing.assert_allclose(as_kaldi["scores"], as_voxceleb["scores"], atol=1e-6)
