@@ -16,6 +16,8 @@ import argparse
 import sys
 
 from .errors import UsageError, VoxmetricError
+from .evaluate.metrics import DEFAULT_N_BOOTSTRAP
+from .evaluate.scoring import DEFAULT_TOP_N
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 """Exit statuses: success, input error, usage error, partial success (``--skip-errors``), interrupted."""
@@ -292,7 +294,7 @@ def add_calibrate(sub) -> None:
     p.add_argument("--out", default="calibration.json", metavar="CAL.json", help="calibration file to write")
     p.add_argument("--target-far", type=float, metavar="F",
                    help="threshold for this false-acceptance rate (default: the EER point)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap rounds")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_N_BOOTSTRAP, metavar="N", help="bootstrap rounds")
     _add_skip_errors(p)
     _add_quiet(p)
     p.set_defaults(func=_run_calibrate)
@@ -464,7 +466,7 @@ def add_score(sub) -> None:
     p.add_argument("--root", metavar="DIR", help="the trial keys are relative to DIR and the embedding ids "
                                                  "absolute paths: match them as files")
     p.add_argument("--snorm", metavar="COHORT_EMB", help="cohort embeddings for adaptive s-norm")
-    p.add_argument("--top", type=int, default=400, metavar="N",
+    p.add_argument("--top", type=int, default=DEFAULT_TOP_N, metavar="N",
                    help="cohort scores kept per side (at most the cohort's size)")
     p.add_argument("--out", required=True, metavar="SCORES", help="output: 'score path1 path2' per line")
     _add_quiet(p)
@@ -494,7 +496,7 @@ def add_eval(sub) -> None:
     p.add_argument("--plot", metavar="DET.png", help="write a DET curve (.png, .pdf or .svg)")
     p.add_argument("--hist", metavar="HIST.png", help="write target / non-target score histograms (first system)")
     p.add_argument("--out", metavar="RESULTS.json", help="write metrics as JSON (and .md beside it)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap rounds for the CI")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_N_BOOTSTRAP, metavar="N", help="bootstrap rounds for the CI")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
     p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     _add_quiet(p)

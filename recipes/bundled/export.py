@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from voxmetric.evaluate.calibration import cllr, fit_calibration, threshold_at
+from voxmetric.evaluate.calibration import cllr, fit_calibration
+from voxmetric.evaluate.operating_point import threshold_at
 from voxmetric.evaluate.metrics import eer
 from voxmetric.evaluate.pipeline import trial_scores
 from voxmetric.inference.export import export_pretrained, update_manifest

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from voxmetric.evaluate.calibration import Calibration, cllr, fit_calibration, threshold_at
+from voxmetric.evaluate.calibration import Calibration, cllr, fit_calibration
+from voxmetric.evaluate.operating_point import threshold_at
 from voxmetric.evaluate.metrics import ScoresError, eer
 
 

@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from voxmetric.cli import main
 from voxmetric.errors import CalibrationError
-from voxmetric.evaluate.calibration import CalibrationResult
+from voxmetric.evaluate.operating_point import CalibrationResult
 from voxmetric.errors import CheckpointError, VoxmetricError
 from voxmetric.evaluate.calibration import Calibration
 from voxmetric.data.trials import key_paths

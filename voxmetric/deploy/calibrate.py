@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ..evaluate.calibration import CalibrationResult, calibrate_from_scores
+from ..evaluate.operating_point import CalibrationResult, calibrate_from_scores
 from ..evaluate.metrics import DEFAULT_N_BOOTSTRAP
 from ..evaluate.pipeline import trial_scores
 

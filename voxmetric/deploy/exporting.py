@@ -46,7 +46,7 @@ def export_model(model_spec: str, format: str, out: str, calibration: str | None
     source = read_source(model_spec)
     cal, threshold = source.calibration, source.threshold
     if calibration:
-        from ..evaluate.calibration import CalibrationResult
+        from ..evaluate.operating_point import CalibrationResult
 
         fitted = CalibrationResult.load(calibration)
         cal, threshold = fitted.calibration, fitted.threshold

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ..errors import VoxmetricError
-from ..evaluate.calibration import Calibration, CalibrationResult
+from ..evaluate.calibration import Calibration
+from ..evaluate.operating_point import CalibrationResult
 from ..evaluate.embeddings import save_embeddings
 from .frontend import Frontend, FrontendSettings, source_name
 from .loading import BUNDLED, BUNDLED_DIR, build_network, device as parse_device, load_network_weights, read_source

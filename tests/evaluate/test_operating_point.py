@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from voxmetric.errors import CalibrationError
-from voxmetric.evaluate.calibration import (MIN_PAIRS_PER_CLASS, Calibration, CalibrationResult, calibrate_from_scores,
-                                            clopper_pearson, fit_calibration)
+from voxmetric.evaluate.calibration import Calibration, fit_calibration
+from voxmetric.evaluate.operating_point import (MIN_PAIRS_PER_CLASS, CalibrationResult, calibrate_from_scores,
+                                                clopper_pearson)
 
 
 def gaussian_pairs(rng, n_per_class, mu_target=0.6, mu_nontarget=0.1, sigma=0.15):
