@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from ..evaluate.extract import DEFAULT_STEP_S, DEFAULT_WINDOW_S
 from ..evaluate.metrics import DEFAULT_N_BOOTSTRAP
 from ..evaluate.scoring import DEFAULT_TOP_N
 from ..fileio import atomic_open
+from .schema import build_strict
 from .optim import OPTIMIZERS, SCHEDULES
 
 
@@ -184,73 +183,6 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# --- building a dataclass tree from plain data, strictly -----------------------------------
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` (ints are accepted as floats)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, where)
-            except ConfigError as error:
-                errors.append(error)
-        raise errors[0]
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    if origin is list:
-        (item_type,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, float) and isinstance(value, bool):
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    return value
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            path = f"{where}.{key}" if where else key
-            if path in MOVED_KEYS:
-                raise ConfigError(f"config key '{path}' is now '{MOVED_KEYS[path]}' (one front-end setting for "
-                                  f"validation, compare and inference): move it there")
-            raise ConfigError(f"unknown config key '{path}' (allowed here: {', '.join(names)})")
-    values = {}
-    for name in names:
-        if name in data:
-            path = f"{where}.{name}" if where else name
-            values[name] = _coerce(data[name], hints[name], path)
-    return cls(**values)
-
-
 MOVED_KEYS = {f"{section}.{key}": f"frontend.{key}"
               for section in ("validation", "evaluation") for key in ("window_s", "step_s")}
 """Keys of older configs and where they live now."""
@@ -316,7 +248,7 @@ def _check_values(config: Config) -> None:
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Validate plain data (as read from YAML) into a :class:`Config`."""
-    config = _build(Config, copy.deepcopy(data), "")
+    config = build_strict(Config, copy.deepcopy(data), "", MOVED_KEYS)
     _check_values(config)
     return config
 

@@ -26,12 +26,9 @@ rank 0 validates and writes files.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
-import shutil
-import signal
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,14 +37,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from . import distributed
 from ..inference.checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, save_config
 from .optim import build_optimizer, lr_factor
-from ..checks import parse_device
+from .run_state import (RESUME_FIXED_SECTIONS, _changed_keys, _keep_previous, cut_log,  # noqa: F401
+                        _StopRequest)
+from .setup import (TrainStep, build_corpus, build_dataset, build_model_and_loss, frontend_settings,  # noqa: F401
+                    describe_run, resolve_device, validate)
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..fileio import atomic_open
 
@@ -65,175 +64,6 @@ class TrainResult:
     interrupted: bool = False
     stop_signal: int | None = None  # the signal that interrupted the run (SIGINT 2, SIGTERM 15)
     skipped_nonfinite: int = 0  # batches skipped for a NaN or infinite loss or gradient
-
-
-class TrainStep(nn.Module):
-    """Network and loss as one module, so that DDP averages the gradients of both."""
-
-    def __init__(self, model: nn.Module, loss: nn.Module):
-        super().__init__()
-        self.model = model
-        self.loss = loss
-
-    def forward(self, waveforms: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embeddings = self.model(waveforms)
-        return self.loss(embeddings.float(), labels), embeddings
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if distributed.is_distributed() and torch.cuda.is_available():
-            return torch.device("cuda", distributed.local_rank())
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return parse_device(name, "training.device")
-
-
-def build_corpus(config: Config):
-    """The training corpus: ``data.corpus`` (one folder or several, pooled), speakers
-    with less than ``data.min_speaker_duration_s`` of audio left out."""
-    from ..data.corpus import Corpus
-    from ..data.readers import read_corpus
-
-    roots = config.data.corpus if isinstance(config.data.corpus, list) else [config.data.corpus]
-    if not any(roots):
-        raise ConfigError("data.corpus is required: the folder of the training corpus")
-    parts = [read_corpus(root, config.data.format, strict=config.data.strict) for root in roots]
-    if config.data.split:
-        parts = [part.subset(split_speakers(root, config.data.split)) for root, part in zip(roots, parts)]
-    corpus = parts[0] if len(parts) == 1 else Corpus([u for part in parts for u in part], root=roots[0])
-    kept = corpus.with_min_duration(config.data.min_speaker_duration_s)
-    if len(kept.speakers) < config.data.speakers_per_batch:
-        raise ConfigError(
-            f"data.speakers_per_batch is {config.data.speakers_per_batch} but only {len(kept.speakers)} "
-            f"speakers of {', '.join(roots)} have at least data.min_speaker_duration_s="
-            f"{config.data.min_speaker_duration_s} s of audio"
-        )
-    return kept
-
-
-def split_speakers(root: str, split: str) -> list[str]:
-    """The speakers of ``split`` in the ``splits.json`` of a corpus (built-in corpus layout)."""
-    candidates = [Path(root) / "splits.json", Path(root).parent / "splits.json"]
-    path = next((c for c in candidates if c.is_file()), None)
-    if path is None:
-        raise ConfigError(f"data.split is '{split}' but {root} has no splits.json (nor has its parent folder)")
-    splits = json.loads(path.read_text(encoding="utf-8"))
-    if split not in splits:
-        raise ConfigError(f"data.split '{split}' is not in {path} (it has: {', '.join(sorted(splits))})")
-    return list(splits[split])
-
-
-def build_dataset(config: Config, corpus, start_batch: int = 0):
-    from ..data.augment import Augmentation
-    from ..data.sampler import ChunkBatches
-
-    augmentation = None
-    if config.data.augmentation is not None:
-        a = config.data.augmentation
-        augmentation = Augmentation(
-            noise_dir=a.noise_dir, rir_dir=a.rir_dir, snr_db=tuple(a.snr_db),
-            noise_prob=a.noise_prob if a.noise_dir else 0.0, rir_prob=a.rir_prob if a.rir_dir else 0.0,
-            band_limit_prob=a.band_limit_prob, eq_tilt_prob=a.eq_tilt_prob,
-            eq_tilt_db_per_octave=a.eq_tilt_db_per_octave, gain_db=None if a.gain_db is None else tuple(a.gain_db),
-            codec_prob=a.codec_prob, codec_cutoffs_hz=tuple(a.codec_cutoffs_hz),
-        )
-    return ChunkBatches(
-        corpus,
-        speakers_per_batch=config.data.speakers_per_batch,
-        chunks_per_speaker=config.data.chunks_per_speaker,
-        chunk_duration_s=config.data.chunk_duration_s,
-        seed=config.seed,
-        augmentation=augmentation,
-        rank=distributed.rank(),
-        world_size=distributed.world_size(),
-        start_batch=start_batch,
-    )
-
-
-def build_model_and_loss(config: Config, num_speakers: int) -> tuple[nn.Module, nn.Module]:
-    from ..losses import build_loss
-    from ..models import build_model
-
-    model = build_model(config.model.name, **config.model.params)
-    loss = build_loss(config.loss.name, embedding_dim=model.embedding_dim, num_speakers=num_speakers,
-                      **config.loss.params)
-    if loss.requires_pairs and config.data.chunks_per_speaker < 2:
-        raise ConfigError(
-            f"loss '{config.loss.name}' learns from pairs of chunks of one speaker: "
-            f"set data.chunks_per_speaker >= 2 (it is {config.data.chunks_per_speaker})"
-        )
-    if config.init_from:
-        from ..inference.speaker_model import load_network_weights
-
-        load_network_weights(model, config.init_from)
-    return model, loss
-
-
-RESUME_FIXED_SECTIONS = ("model", "loss", "optimizer", "data", "seed")
-"""Config sections a resumed run must share with its checkpoint (the rest may change)."""
-RESUME_FREE_KEYS = {"data.num_workers"}
-"""...except these: they do not change what is trained (the batch stream ignores workers)."""
-
-
-def _changed_keys(saved: dict[str, Any], current: dict[str, Any], sections, prefix: str = "") -> list[str]:
-    """Dotted names of the values that differ between two config dictionaries, in ``sections``."""
-    changed = []
-    for key in sections:
-        a, b = saved.get(key), current.get(key)
-        name = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict) and key != "params":
-            changed += _changed_keys(a, b, sorted(set(a) | set(b)), f"{name}.")
-        elif name in RESUME_FREE_KEYS:
-            continue
-        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
-            changed.append(name)
-    return changed
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM ask for a checkpoint at the end of the current batch, then exit."""
-
-    def __init__(self):
-        self.requested = False
-        self.signal: int | None = None
-        self._previous = {}
-
-    def __enter__(self):
-        if distributed.is_main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.requested = True
-        self.signal = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def frontend_settings(config: Config):
-    """The :class:`~voxmetric.inference.frontend.FrontendSettings` of ``config.frontend``."""
-    from ..inference.frontend import FrontendSettings
-
-    return FrontendSettings.from_dict(dataclasses.asdict(config.frontend))
-
-
-def validate(model: nn.Module, config: Config, device: torch.device, progress: bool = False) -> float | None:
-    """EER (%) of the model on the validation trials through the one front-end, or None
-    when there are none."""
-    if not config.validation.trials:
-        return None
-    from ..evaluate.pipeline import evaluate_trials
-    from ..inference.frontend import Frontend
-
-    frontend = Frontend(model, frontend_settings(config), device)
-    result = evaluate_trials(frontend, config.validation.trials, config.validation.root, n_bootstrap=0,
-                             progress=progress)
-    return result["cosine"]["eer"] * 100
 
 
 class Trainer:
@@ -363,43 +193,15 @@ class Trainer:
             save_checkpoint(state, self.checkpoints / "best.pt")
 
     def _replay_log(self) -> None:
-        """On resume: cut ``metrics.jsonl`` back to the checkpoint (records of batches and
-        epochs after it are written again as they are replayed; a torn last line goes)."""
-        path = self.out / "metrics.jsonl"
-        if not distributed.is_main() or not path.exists():
-            return
-        kept = []
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(record, dict):
-                    continue
-                if record.get("batch", 0) > self.batches_done or record.get("epoch", 0) > self.epochs_done:
-                    continue
-                kept.append(line if line.endswith("\n") else line + "\n")
-        with atomic_open(path) as f:
-            f.writelines(kept)
+        if distributed.is_main():
+            cut_log(self.out / "metrics.jsonl", self.epochs_done, self.batches_done)
 
     def _announce(self) -> None:
         """What is trained on, from what, and from where (rank 0, stdout)."""
-        if not distributed.is_main():
-            return
-        corpus = self.corpus
-        roots = self.config.data.corpus if isinstance(self.config.data.corpus, list) else [self.config.data.corpus]
-        lines = [f"corpus: {len(corpus.speakers)} speakers, {len(corpus)} utterances, "
-                 f"{corpus.total_duration_s / 3600:.2f} hours ({', '.join(roots)})"]
-        lines.append(f"initialised from {self.config.init_from}" if self.config.init_from
-                     else "initialised from scratch (random weights)")
-        if self.resumed:
-            per_epoch = self.config.training.batches_per_epoch
-            lines.append(f"resuming at epoch {self.epochs_done + 1}, batch "
-                         f"{self.batches_done - self.epochs_done * per_epoch + 1} "
-                         f"({self.batches_done} batches done) from {self.checkpoints / 'last.pt'}")
-        for line in lines:
-            tqdm.write(line)
+        if distributed.is_main():
+            resumed_at = (self.epochs_done, self.batches_done, self.checkpoints / "last.pt") if self.resumed else None
+            for line in describe_run(self.config, self.corpus, resumed_at):
+                tqdm.write(line)
 
     def _log(self, record: dict[str, Any]) -> None:
         if not distributed.is_main():
@@ -574,24 +376,6 @@ class Trainer:
             tqdm.write(f"epoch {self.epochs_done}: loss {self._epoch_loss:.4f}{shown}")
         patience = self.config.training.early_stop_epochs
         return bool(patience and self.stale_epochs >= patience)
-
-
-def _keep_previous(last: Path, previous: Path) -> None:
-    """Make ``previous`` the current ``last`` (a hard link, or a copy), atomically."""
-    tmp = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
-    try:
-        if tmp.exists():
-            tmp.unlink()
-        try:
-            os.link(last, tmp)
-        except OSError:  # no hard links here (some network file systems)
-            shutil.copy2(last, tmp)
-        os.replace(tmp, previous)
-    except OSError as error:
-        if tmp.exists():
-            tmp.unlink()
-        raise CheckpointError(f"{previous}: cannot keep the previous checkpoint ({error.strerror or error}); "
-                              f"{last} is intact") from None
 
 
 def train(config: Config, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,

@@ -1,0 +1,141 @@
+"""What a training run is built from: device, corpus, batches, network and loss, and the
+validation that picks the best checkpoint (through the one front-end)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from ..checks import parse_device
+from ..data.splits import split_speakers
+from ..errors import ConfigError
+from . import distributed
+from .config import Config
+
+
+class TrainStep(nn.Module):
+    """Network and loss as one module, so that DDP averages the gradients of both."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, waveforms: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embeddings = self.model(waveforms)
+        return self.loss(embeddings.float(), labels), embeddings
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if distributed.is_distributed() and torch.cuda.is_available():
+            return torch.device("cuda", distributed.local_rank())
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return parse_device(name, "training.device")
+
+
+def build_corpus(config: Config):
+    """The training corpus: ``data.corpus`` (one folder or several, pooled), speakers
+    with less than ``data.min_speaker_duration_s`` of audio left out."""
+    from ..data.corpus import Corpus
+    from ..data.readers import read_corpus
+
+    roots = config.data.corpus if isinstance(config.data.corpus, list) else [config.data.corpus]
+    if not any(roots):
+        raise ConfigError("data.corpus is required: the folder of the training corpus")
+    parts = [read_corpus(root, config.data.format, strict=config.data.strict) for root in roots]
+    if config.data.split:
+        parts = [part.subset(split_speakers(root, config.data.split)) for root, part in zip(roots, parts)]
+    corpus = parts[0] if len(parts) == 1 else Corpus([u for part in parts for u in part], root=roots[0])
+    kept = corpus.with_min_duration(config.data.min_speaker_duration_s)
+    if len(kept.speakers) < config.data.speakers_per_batch:
+        raise ConfigError(
+            f"data.speakers_per_batch is {config.data.speakers_per_batch} but only {len(kept.speakers)} "
+            f"speakers of {', '.join(roots)} have at least data.min_speaker_duration_s="
+            f"{config.data.min_speaker_duration_s} s of audio"
+        )
+    return kept
+
+
+def build_dataset(config: Config, corpus, start_batch: int = 0):
+    from ..data.augment import Augmentation
+    from ..data.sampler import ChunkBatches
+
+    augmentation = None
+    if config.data.augmentation is not None:
+        a = config.data.augmentation
+        augmentation = Augmentation(
+            noise_dir=a.noise_dir, rir_dir=a.rir_dir, snr_db=tuple(a.snr_db),
+            noise_prob=a.noise_prob if a.noise_dir else 0.0, rir_prob=a.rir_prob if a.rir_dir else 0.0,
+            band_limit_prob=a.band_limit_prob, eq_tilt_prob=a.eq_tilt_prob,
+            eq_tilt_db_per_octave=a.eq_tilt_db_per_octave, gain_db=None if a.gain_db is None else tuple(a.gain_db),
+            codec_prob=a.codec_prob, codec_cutoffs_hz=tuple(a.codec_cutoffs_hz),
+        )
+    return ChunkBatches(
+        corpus,
+        speakers_per_batch=config.data.speakers_per_batch,
+        chunks_per_speaker=config.data.chunks_per_speaker,
+        chunk_duration_s=config.data.chunk_duration_s,
+        seed=config.seed,
+        augmentation=augmentation,
+        rank=distributed.rank(),
+        world_size=distributed.world_size(),
+        start_batch=start_batch,
+    )
+
+
+def build_model_and_loss(config: Config, num_speakers: int) -> tuple[nn.Module, nn.Module]:
+    from ..losses import build_loss
+    from ..models import build_model
+
+    model = build_model(config.model.name, **config.model.params)
+    loss = build_loss(config.loss.name, embedding_dim=model.embedding_dim, num_speakers=num_speakers,
+                      **config.loss.params)
+    if loss.requires_pairs and config.data.chunks_per_speaker < 2:
+        raise ConfigError(
+            f"loss '{config.loss.name}' learns from pairs of chunks of one speaker: "
+            f"set data.chunks_per_speaker >= 2 (it is {config.data.chunks_per_speaker})"
+        )
+    if config.init_from:
+        from ..inference.speaker_model import load_network_weights
+
+        load_network_weights(model, config.init_from)
+    return model, loss
+
+
+def frontend_settings(config: Config):
+    """The :class:`~voxmetric.inference.frontend.FrontendSettings` of ``config.frontend``."""
+    from ..inference.frontend import FrontendSettings
+
+    return FrontendSettings.from_dict(dataclasses.asdict(config.frontend))
+
+
+def validate(model: nn.Module, config: Config, device: torch.device, progress: bool = False) -> float | None:
+    """EER (%) of the model on the validation trials through the one front-end, or None
+    when there are none."""
+    if not config.validation.trials:
+        return None
+    from ..evaluate.pipeline import evaluate_trials
+    from ..inference.frontend import Frontend
+
+    frontend = Frontend(model, frontend_settings(config), device)
+    result = evaluate_trials(frontend, config.validation.trials, config.validation.root, n_bootstrap=0,
+                             progress=progress)
+    return result["cosine"]["eer"] * 100
+
+
+def describe_run(config: Config, corpus, resumed_at=None) -> list[str]:
+    """Lines saying what a run trains on, from what, and (``(epochs, batches, checkpoint)``)
+    where it resumes."""
+    roots = config.data.corpus if isinstance(config.data.corpus, list) else [config.data.corpus]
+    lines = [f"corpus: {len(corpus.speakers)} speakers, {len(corpus)} utterances, "
+             f"{corpus.total_duration_s / 3600:.2f} hours ({', '.join(roots)})",
+             f"initialised from {config.init_from}" if config.init_from else "initialised from scratch (random weights)"]
+    if resumed_at is not None:
+        epochs, batches, checkpoint = resumed_at
+        per_epoch = config.training.batches_per_epoch
+        lines.append(f"resuming at epoch {epochs + 1}, batch {batches - epochs * per_epoch + 1} "
+                     f"({batches} batches done) from {checkpoint}")
+    return lines
