@@ -9,11 +9,14 @@ from voxmetric.audio.vad import VadConfig, speech_duration_s, speech_segments, t
 SR = 16_000
 
 
-def speech_like(duration_s: float, f0_hz: float = 140.0) -> np.ndarray:
-    """Unit-RMS harmonic tone (vibrato, 4 Hz syllable-rate amplitude modulation): voiced speech's spectrum."""
+def speech_like(duration_s: float, f0_hz: float = 140.0, top_hz: float = 4000.0) -> np.ndarray:
+    """Unit-RMS harmonic tone (vibrato, 4 Hz syllable-rate amplitude modulation): voiced speech's spectrum.
+
+    Harmonics up to ``top_hz``: the default 4 kHz is band-limited audio to the quality
+    report (:data:`voxmetric.audio.quality.MIN_HIGH_BAND_DB`); 7600 is wide-band."""
     t = np.arange(int(round(duration_s * SR))) / SR
     phase = 2 * np.pi * np.cumsum(f0_hz * (1 + 0.05 * np.sin(2 * np.pi * 0.7 * t))) / SR
-    tone = sum(np.sin(k * phase) / k for k in range(1, int(4000 // f0_hz)))
+    tone = sum(np.sin(k * phase) / k for k in range(1, int(top_hz // f0_hz)))
     tone = tone * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
     return tone / np.sqrt(np.mean(tone**2))
 
