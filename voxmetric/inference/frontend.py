@@ -123,6 +123,15 @@ def as_mono(samples, sample_rate_hz: int | None) -> np.ndarray:
     return samples
 
 
+def rms_level(waveform: np.ndarray, chunk: int = 1 << 20) -> float:
+    """RMS of a ``(samples,)`` waveform, summed in float64 chunk by chunk (no float64 copy of the whole)."""
+    total = 0.0
+    for first in range(0, waveform.shape[0], chunk):
+        piece = waveform[first:first + chunk].astype(np.float64)
+        total += float(np.dot(piece, piece))
+    return math.sqrt(total / max(waveform.shape[0], 1))
+
+
 def source_name(item) -> str:
     """How an input is named in messages: its path, or ``"input array"``."""
     return os.fspath(item) if isinstance(item, (str, os.PathLike)) else "input array"
@@ -182,15 +191,19 @@ class Frontend:
             raise AudioError(f"{source}: contains no samples")
         if not np.isfinite(waveform).all():
             raise AudioError(f"{source}: contains NaN or infinite samples")
-        rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+        rms = rms_level(waveform)
         level_db = 20 * math.log10(rms) if rms > 0 else -math.inf
         if level_db < SILENCE_DBFS:
             raise AudioError(f"{source}: input is silent (RMS level {level_db:.1f} dBFS, below {SILENCE_DBFS:.0f}); "
                              f"nothing to embed")
         if self.settings.rms_dbfs is None:
             return waveform
-        gain = 10 ** ((self.settings.rms_dbfs - level_db) / 20)
-        return (waveform * gain).astype(np.float32)
+        gain = np.float32(10 ** ((self.settings.rms_dbfs - level_db) / 20))
+        # In place: load_speech always returns a fresh array (high-passed, trimmed), so no
+        # second copy of a long recording is made here.
+        waveform = np.asarray(waveform, dtype=np.float32)
+        waveform *= gain
+        return waveform
 
     def embed(self, item, sample_rate_hz: int | None = None) -> tuple[np.ndarray, QualityReport]:
         """``(embedding, report)`` of a file or array; the embedding is ``(dim,)`` float32."""
