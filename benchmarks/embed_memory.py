@@ -7,7 +7,7 @@
 The long file is ``../shared/data/long_60s.flac`` (72.5 s of speech) tiled to ``--minutes``
 and written once as 16 kHz FLAC under the system temporary folder. Every case runs in its
 own process (``python -c`` of this file's ``--child``), so that its peak resident memory
-(``getrusage`` max RSS: torch's allocations included) is its own: ``load_model(name)`` then
+(``VmHWM``: torch's allocations included) is its own: ``load_model(name)`` then
 ``model.embed(path)`` (read, quality, VAD, level, network: the default front-end). With
 ``--before DIR`` each case runs a second time with ``DIR`` first on ``PYTHONPATH`` (another
 checkout of voxmetric), interleaved with the current tree's, and the table gives both.
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,17 @@ DEFAULT_AUDIO = REPO_ROOT.parent / "shared" / "data" / "long_60s.flac"
 MODELS = ("sinctdnn-aam", "ecapa-aam")
 
 
+def _status_mb(key: str) -> float:
+    """``VmHWM`` (peak resident memory of this process image) or ``VmRSS`` from /proc, MB.
+
+    Not ``getrusage``'s max RSS: that survives ``exec`` and would report the parent's size."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def child(spec: dict) -> dict:
     import torch
 
@@ -38,11 +48,11 @@ def child(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     model = load_model(spec["model"])
-    base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_mb = _status_mb("VmHWM")
     start = time.perf_counter()
     embedding = model.embed(spec["path"])
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _status_mb("VmHWM")
     return {"seconds": seconds, "base_mb": base_mb, "peak_mb": peak_mb, "embedding": embedding.tolist(),
             "package": os.path.dirname(voxmetric.__file__)}
 
