@@ -188,7 +188,7 @@ def high_band_db(features: FrameFeatures, segments: list[Segment], sample_rate_h
     total = float(power.sum())
     if total <= 0:
         return None
-    ratio = float(np.dot(power, features.high_band_ratio[speech].astype(np.float64))) / total
+    ratio = float(np.einsum("i,i->", power, features.high_band_ratio[speech].astype(np.float64))) / total
     return float(10 * math.log10(max(ratio, 1e-12)))
 
 

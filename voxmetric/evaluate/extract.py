@@ -95,12 +95,14 @@ def window_starts(num_samples: int, window_samples: int, step_samples: int) -> n
 def _inference(model: torch.nn.Module) -> Iterator[None]:
     """Eval mode and ``torch.inference_mode`` for the block; the previous mode is restored."""
     was_training = model.training
-    model.eval()
+    if was_training or any(module.training for module in model.modules()):
+        model.eval()  # (a walk over every module: skipped for a model in eval mode already, the usual case)
     try:
         with torch.inference_mode():
             yield
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train(True)
 
 
 def _embed_batch(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
