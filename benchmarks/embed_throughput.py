@@ -9,7 +9,7 @@ Short files: ``--files`` (100) excerpts of 3.4 s cut from the real recordings of
 system temporary folder, embedded with each bundled model's default front-end
 (``model.embed_files``: read, quality, VAD, level, network). Long file:
 ``../shared/data/long_60s.flac`` (72.5 s) with the seed's 3 s windows every 0.1 s
-(``set_frontend(window_s=3.0, step_s=0.1)``). Every case runs in its own process with
+(``set_frontend(window_s=3.0, step_s=0.1)``, one file per pass). Every case runs in its own process with
 ``torch.set_num_threads(1)``; one warm-up pass over 10 files (or the long file once) is
 not timed; the figure is the best of ``--repeats`` timed passes. With ``--before DIR``
 every case also runs with ``DIR`` first on ``PYTHONPATH``, interleaved, and the table
@@ -117,7 +117,7 @@ def main() -> None:
     print("| input | system | tree | files/s | speed-up vs before | max abs diff vs before |")
     print("|---|---|---|---|---|---|")
     cases = [("100 x 3.4 s", shorts, False)] + ([] if args.no_long else [("long_60s, 3 s / 0.1 s windows",
-                                                                           [long_path] * 3, True)])
+                                                                           [long_path], True)])
     for label, paths, windows in cases:
         if args.resemblyzer_python and not windows:
             out = run_child({"system": "resemblyzer", "paths": paths, "windows": False, "repeats": args.repeats},

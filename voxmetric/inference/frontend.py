@@ -6,11 +6,18 @@ training validation, ``compare``, ``eval`` of a checkpoint, ``embed``, ``calibra
 
 1. read the file (or take the array) and convert it to 16 kHz mono float32
    (:func:`voxmetric.audio.read`, :func:`voxmetric.audio.resample`);
-2. assess it (speech duration, SNR, clipping, source rate: :mod:`voxmetric.audio.quality`)
-   and, with ``vad``, keep only its speech (:mod:`voxmetric.audio.vad`);
+2. high-pass it (70 Hz: DC offset and hum, :func:`voxmetric.audio.vad.highpass`), assess
+   it (speech duration, SNR, clipping, source rate, band limit:
+   :mod:`voxmetric.audio.quality`) and, with ``vad``, keep only its speech
+   (:mod:`voxmetric.audio.vad`);
 3. scale it to ``rms_dbfs`` when the model was trained at a fixed level;
 4. embed it: the mean of sliding ``window_s`` windows every ``step_s``, or the whole
-   waveform at once (``window_s=None``) (:func:`voxmetric.evaluate.extract.embed_waveform`).
+   waveform at once (``window_s=None``; memory-bounded on long inputs, see
+   :mod:`voxmetric.evaluate.extract`) (:func:`voxmetric.evaluate.extract.embed_waveform`).
+
+A 1-hour file stays under 1 GB peak resident memory with the bundled models
+(``benchmarks/embed_memory.py``): the waveform is float32 throughout (230 MB an hour),
+filtered and scaled in place, and the VAD works on blocks of frames.
 
 The settings (:class:`FrontendSettings`) are recorded next to every result: in
 ``results.json``, in embeddings files, in checkpoints and in exported weights.
