@@ -110,6 +110,8 @@ class VadConfig:
                               f"got {self.min_speech_s} and {self.min_silence_s}")
         if self.highpass_hz is not None and not 0 < self.highpass_hz < 1000:
             raise ConfigError(f"VAD highpass_hz must be in (0, 1000) Hz or None, got {self.highpass_hz}")
+        if not self.quiet_span_db >= 0:
+            raise ConfigError(f"VAD quiet_span_db must be >= 0, got {self.quiet_span_db}")
         if not self.high_band_hz > 0:
             raise ConfigError(f"VAD high_band_hz must be positive, got {self.high_band_hz}")
 
