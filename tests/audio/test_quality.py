@@ -5,7 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from .test_vad import SR, speech_like, with_silences
+from .test_vad import SR, with_silences
+from .test_vad import speech_like as narrow_speech_like
+
+
+def speech_like(duration_s: float) -> np.ndarray:
+    """Wide-band (harmonics to 7.6 kHz) synthetic speech: no band-limited warning."""
+    return narrow_speech_like(duration_s, top_hz=7600.0)
 from voxmetric import audio
 from voxmetric.audio.quality import (MAX_CLIPPING_RATIO, MIN_SPEECH_DURATION_S, NoSpeechError, assess, clipping_ratio,
                                load_speech)
@@ -74,3 +80,43 @@ def test_no_speech_is_an_error_naming_the_file(tmp_path):
     # With the VAD off, the whole recording counts as speech: no error, nothing trimmed.
     waveform, report = load_speech(path, vad=False)
     assert waveform.size == SR and report.speech_duration_s == pytest.approx(1.0)
+
+
+LIBRISPEECH_DC = "librispeech-1utt/445/445-123857-0000.flac"  # clear speech on a -0.25 DC offset
+
+
+def test_speech_on_a_dc_offset_is_found_and_clean(shared_data):
+    waveform, report = load_speech(shared_data / LIBRISPEECH_DC)
+    assert report.speech_duration_s > 5 and report.snr_db > 20 and report.warnings == []
+    assert abs(float(waveform.mean())) < 1e-3  # the high-pass removed the offset from what is embedded
+    assert load_speech(shared_data / LIBRISPEECH_DC, vad=False)[1].snr_db > 20
+
+
+def _degraded(waveform: np.ndarray) -> dict[str, np.ndarray]:
+    t = np.arange(waveform.size) / SR
+    rms = float(np.sqrt(np.mean(waveform.astype(np.float64) ** 2)))
+    hum = (0.1 * rms * np.sin(2 * np.pi * 50 * t)).astype(np.float32)  # mains hum 20 dB under the speech
+    return {"dc offset": waveform - 0.25, "50 Hz hum": waveform + hum, "-30 dB": waveform * np.float32(10 ** -1.5),
+            "all three": (waveform + hum) * np.float32(10 ** -1.5) + 0.1}
+
+
+def test_dc_hum_and_gain_leave_the_quality_report_sane(shared_data):
+    clean = audio.read(shared_data / "real" / "arctic-aew" / "arctic_a0001.flac")
+    reference = load_speech(clean)[1]
+    for name, waveform in _degraded(clean).items():
+        report = load_speech(waveform.astype(np.float32))[1]
+        assert report.speech_duration_s == pytest.approx(reference.speech_duration_s, rel=0.15), name  # hum: -0.3 s
+        assert report.snr_db > 20 and report.warnings == [], name
+
+
+def test_band_limited_audio_is_warned(shared_data):
+    from scipy.signal import butter, sosfilt
+
+    wide = audio.read(shared_data / "real" / "arctic-aew" / "arctic_a0001.flac")
+    telephone = sosfilt(butter(8, 3400, fs=SR, output="sos"), wide).astype(np.float32)
+    wide_report, narrow_report = load_speech(wide)[1], load_speech(telephone)[1]
+    assert wide_report.warnings == [] and wide_report.high_band_db > -30
+    assert narrow_report.high_band_db < -40
+    assert len(narrow_report.warnings) == 1 and "band-limited" in narrow_report.warnings[0]
+    assert narrow_report.sample_rate_hz == 16000
+    json.dumps(narrow_report.to_dict())

@@ -9,11 +9,14 @@ from voxmetric.audio.vad import VadConfig, speech_duration_s, speech_segments, t
 SR = 16_000
 
 
-def speech_like(duration_s: float, f0_hz: float = 140.0) -> np.ndarray:
-    """Unit-RMS harmonic tone (vibrato, 4 Hz syllable-rate amplitude modulation): voiced speech's spectrum."""
+def speech_like(duration_s: float, f0_hz: float = 140.0, top_hz: float = 4000.0) -> np.ndarray:
+    """Unit-RMS harmonic tone (vibrato, 4 Hz syllable-rate amplitude modulation): voiced speech's spectrum.
+
+    Harmonics up to ``top_hz``: the default 4 kHz is band-limited audio to the quality
+    report (:data:`voxmetric.audio.quality.MIN_HIGH_BAND_DB`); 7600 is wide-band."""
     t = np.arange(int(round(duration_s * SR))) / SR
     phase = 2 * np.pi * np.cumsum(f0_hz * (1 + 0.05 * np.sin(2 * np.pi * 0.7 * t))) / SR
-    tone = sum(np.sin(k * phase) / k for k in range(1, int(4000 // f0_hz)))
+    tone = sum(np.sin(k * phase) / k for k in range(1, int(top_hz // f0_hz)))
     tone = tone * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
     return tone / np.sqrt(np.mean(tone**2))
 
@@ -97,3 +100,40 @@ def test_real_recordings_are_mostly_speech_with_silent_edges_trimmed(shared_data
     speech_db = rms_db(trim_silence(waveform, SR, margin_s=0.0, segments=segments))
     assert rms_db(waveform[: int(first_s * SR)]) < speech_db - 15
     assert rms_db(waveform[int(last_s * SR):]) < speech_db - 15
+
+
+def _float64_features(waveform, config):
+    """The one-pass float64 feature computation the blockwise float32 one replaced (reference)."""
+    from scipy.ndimage import uniform_filter1d
+
+    waveform = np.asarray(waveform, dtype=np.float64)
+    frame, hop = int(round(config.frame_s * SR)), int(round(config.hop_s * SR))
+    frames = np.lib.stride_tricks.sliding_window_view(waveform, frame)[::hop]
+    energy_dbfs = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    spectrum = np.abs(np.fft.rfft((frames - frames.mean(axis=1, keepdims=True)) * np.hanning(frame), axis=1)) ** 2
+    frequencies = np.fft.rfftfreq(frame, d=1.0 / SR)
+    in_band = (frequencies >= config.band_hz[0]) & (frequencies <= config.band_hz[1])
+    total = spectrum[:, 1:].sum(axis=1) + 1e-20
+    band = spectrum[:, in_band]
+    smoothed = np.maximum(uniform_filter1d(band, config.flatness_context_frames, axis=0, mode="nearest"), 0) + 1e-20
+    flatness = np.exp(np.mean(np.log(smoothed), axis=1)) / np.mean(smoothed, axis=1)
+    return energy_dbfs, band.sum(axis=1) / total, flatness
+
+
+def test_blockwise_float32_features_match_the_float64_reference(shared_data, monkeypatch):
+    from voxmetric import audio
+    from voxmetric.audio import vad
+
+    monkeypatch.setattr(vad, "BLOCK_FRAMES", 97)  # many blocks, odd size: the flatness context crosses them
+    config = VadConfig(highpass_hz=None)
+    paths = sorted((shared_data / "real").glob("*/*.flac"))[::10]
+    for path in paths:
+        waveform = vad.highpass(audio.read(path), SR)
+        features = vad.frame_features(waveform, SR, config)
+        energy, band, flatness = _float64_features(waveform, config)
+        np.testing.assert_allclose(features.energy_dbfs, energy, atol=1e-3)
+        np.testing.assert_allclose(features.band_ratio, band, atol=1e-4)
+        np.testing.assert_allclose(features.flatness, flatness, atol=1e-4)
+        reference = vad.FrameFeatures(energy, band, flatness, features.frame_length, features.hop_length)
+        assert vad.segments_from_features(features, waveform.size, SR, config) == \
+            vad.segments_from_features(reference, waveform.size, SR, config), path.name

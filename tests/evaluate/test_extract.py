@@ -107,3 +107,40 @@ def test_extract_embeddings_from_files(tmp_path, rng):
     assert ids == ["first"]
     with pytest.raises(AudioError, match="missing.wav"):
         extract_embeddings(WindowMean(), [str(tmp_path / "missing.wav")], progress=False)
+
+
+def _local_sinctdnn():
+    from voxmetric.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("sinctdnn", tdnn_channels=32, tdnn_stats_channels=64, embedding_dim=16,
+                        waveform_normalize=False, instance_normalize=False).eval()
+    for norm in model.modules():  # non-trivial eval-mode batch-norm statistics
+        if isinstance(norm, torch.nn.BatchNorm1d):
+            norm.running_mean.uniform_(-0.5, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def test_whole_input_of_a_frame_local_model_is_pooled_blockwise_exactly(rng):
+    model = _local_sinctdnn()
+    waveform = (0.1 * rng.standard_normal(16000 * 13 + 777)).astype(np.float32)
+    with torch.inference_mode():
+        one_pass = model(torch.from_numpy(waveform)[None])[0].numpy()
+    blockwise = embed_waveform(model, waveform, window_s=None, block_s=2.0)  # 7 blocks
+    np.testing.assert_allclose(blockwise, one_pass, rtol=0, atol=1e-4 * max(1.0, np.abs(one_pass).max()))
+
+
+def test_whole_input_of_a_global_model_is_cut_into_equal_segments(rng):
+    from voxmetric.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("ecapa", channels=32, embedding_dim=16).eval()
+    waveform = (0.1 * rng.standard_normal(16000 * 6)).astype(np.float32)
+    segmented = embed_waveform(model, waveform, window_s=None, max_whole_s=2.5)  # 3 segments of 2 s
+    with torch.inference_mode():
+        thirds = model(torch.from_numpy(waveform.reshape(3, -1)).contiguous())
+    np.testing.assert_allclose(segmented, thirds.mean(0).numpy(), atol=1e-5)
+    unlimited = embed_waveform(model, waveform, window_s=None, max_whole_s=None)
+    with torch.inference_mode():
+        np.testing.assert_allclose(unlimited, model(torch.from_numpy(waveform)[None])[0].numpy(), atol=1e-5)

@@ -97,3 +97,67 @@ def test_new_commands_have_help(command, capsys):
         main([command, "--help"])
     assert caught.value.code == 0
     assert "usage: voxmetric " + command in capsys.readouterr().out
+
+
+def _runtime_recipe(onnx_path, audio_path, vad: bool):
+    """README "Deploying an exported model": soundfile + scipy + onnxruntime, settings from the file."""
+    import numpy as np
+    import soundfile
+    from scipy.signal import sosfilt, sosfilt_zi
+
+    from voxmetric.audio.vad import VadConfig, speech_segments, trim_silence
+    from voxmetric.inference.export import read_metadata
+
+    onnxruntime = pytest.importorskip("onnxruntime")
+    meta = read_metadata(onnx_path)
+    samples, rate = soundfile.read(audio_path, dtype="float32", always_2d=True)
+    waveform = samples.mean(axis=1)
+    assert rate == meta["sample_rate_hz"]  # (else resample to 16 kHz first)
+    sos = np.asarray(meta["highpass"]["sos"])
+    waveform = sosfilt(sos, waveform.astype(np.float64), zi=sosfilt_zi(sos) * waveform[0])[0].astype(np.float32)
+    if vad:
+        settings = {key: value for key, value in meta["vad"].items() if key not in ("margin_s", "enabled", "how")}
+        segments = speech_segments(waveform, rate, VadConfig.from_dict(settings))
+        waveform = trim_silence(waveform, rate, meta["vad"]["margin_s"], segments)
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"waveforms": waveform[None]})[0][0]
+
+
+def _end_to_end(name, shared_data, tmp_path):
+    from voxmetric.inference.export import read_metadata
+    from voxmetric.inference.speaker_model import SpeakerModel
+
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / f"{name}.onnx"
+    report = export_network(name, "onnx", out)
+    assert report["verified"] and report["level_in_graph"]
+    model = load_model(name)
+    meta = read_metadata(out)
+    assert meta["frontend"] == model.settings.to_dict() and meta["threshold"] == model.threshold
+    assert meta["calibration"] == model.calibration.to_dict() and meta["model_fingerprint"] == model.fingerprint
+    assert meta["sample_rate_hz"] == 16000 and meta["vad"]["enabled"] and meta["highpass"]["cutoff_hz"] == 70.0
+    path = shared_data / "real" / "arctic-aew" / "arctic_a0001.flac"
+    with_vad = SpeakerModel.cosine(_runtime_recipe(out, path, vad=True), model.embed(path))
+    without_vad = SpeakerModel.cosine(_runtime_recipe(out, path, vad=False), model.set_frontend(vad=False).embed(path))
+    assert with_vad > 0.999 and without_vad > 0.999, (with_vad, without_vad)
+
+
+def test_onnx_runtime_recipe_matches_embed_sinctdnn(shared_data, tmp_path):
+    _end_to_end("sinctdnn-aam", shared_data, tmp_path)
+
+
+@pytest.mark.slow
+def test_onnx_runtime_recipe_matches_embed_ecapa(shared_data, tmp_path):
+    pytest.importorskip("onnxscript")
+    _end_to_end("ecapa-aam", shared_data, tmp_path)
+
+
+def test_torchscript_export_carries_the_metadata_and_the_level_step(weights, tmp_path):
+    from voxmetric.inference.export import read_metadata
+
+    model = load_model(weights["sinctdnn"])
+    out = tmp_path / "net.pt"
+    report = export_network(weights["sinctdnn"], "torchscript", out)
+    meta = read_metadata(out)
+    assert meta["frontend"] == model.settings.to_dict() and meta["level_in_graph"] == report["level_in_graph"]
+    assert meta["model_fingerprint"] == model.fingerprint

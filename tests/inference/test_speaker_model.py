@@ -234,8 +234,10 @@ def test_same_input_scores_one_and_is_accepted(tiny_weights):
     result = model.verify(voice, voice)
     assert result.score == pytest.approx(1.0, abs=1e-6)
     assert result.llr == pytest.approx(5.0, abs=1e-4) and result.accepted and result.threshold == 0.5
+    # _voice holds harmonics up to 840 Hz only: band-limited to the quality report, once per input.
     assert result.to_dict() == {"score": result.score, "llr": result.llr, "accepted": True, "threshold": 0.5,
-                                "warnings": []}
+                                "warnings": list(result.warnings)}
+    assert len(result.warnings) == 2 and all("band-limited audio" in w for w in result.warnings)
     other = _voice(f0=230.0, seed=1)
     assert model.score(voice, other) == pytest.approx(model.score(other, voice))
 

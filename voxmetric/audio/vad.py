@@ -19,7 +19,10 @@ usual speech-analysis framing) and calls a frame speech when all three hold:
    recordings, less in noisy ones (speech at 5 dB SNR raises a frame only ~6 dB above
    the floor), and never below 3 dB, so steady noise (which varies by well under
    1 dB frame to frame) never passes. Frames quieter than ``min_energy_dbfs``
-   (-60 dBFS) are never speech, whatever the floor (digital silence, faint dither).
+   (-60 dBFS) are never speech, whatever the floor (digital silence, faint dither),
+   unless the recording as a whole is quiet: the bound is then ``quiet_span_db`` (40 dB)
+   below the peak percentile, so that a recording played 30 dB quieter (speech peaks
+   near -50 dBFS) gives the same segments as the original.
    Limitation: a clip that is speech from edge to edge has no pauses for the floor, so
    the quietest syllables set it and the weakest stretches can be dropped (harmless for
    an embedding, which only needs most of the speech).
@@ -46,10 +49,13 @@ frame plus or minus half a hop, so they are accurate to about one hop (10 ms).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import functools
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
+import scipy.fft
 from scipy.ndimage import uniform_filter1d
+from scipy.signal import butter, sosfilt, sosfilt_zi
 
 from .io import SAMPLE_RATE_HZ
 from ..errors import ConfigError
@@ -69,12 +75,15 @@ class VadConfig:
     min_margin_db: float = 3.0
     max_margin_db: float = 12.0
     min_energy_dbfs: float = -60.0
+    quiet_span_db: float = 40.0
     band_hz: tuple[float, float] = (300.0, 4000.0)
     min_band_ratio: float = 0.05
     max_flatness: float = 0.7
     flatness_context_frames: int = 5
     min_speech_s: float = 0.15
     min_silence_s: float = 0.3
+    highpass_hz: float | None = 70.0
+    high_band_hz: float = 5000.0
 
     def __post_init__(self):
         for name in ("frame_s", "hop_s"):
@@ -99,6 +108,16 @@ class VadConfig:
         if self.min_speech_s < 0 or self.min_silence_s < 0:
             raise ConfigError(f"VAD min_speech_s and min_silence_s must be >= 0, "
                               f"got {self.min_speech_s} and {self.min_silence_s}")
+        if self.highpass_hz is not None and not 0 < self.highpass_hz < 1000:
+            raise ConfigError(f"VAD highpass_hz must be in (0, 1000) Hz or None, got {self.highpass_hz}")
+        if not self.quiet_span_db >= 0:
+            raise ConfigError(f"VAD quiet_span_db must be >= 0, got {self.quiet_span_db}")
+        if not self.high_band_hz > 0:
+            raise ConfigError(f"VAD high_band_hz must be positive, got {self.high_band_hz}")
+
+    def without_highpass(self) -> "VadConfig":
+        """The same settings for a waveform that is high-passed already."""
+        return replace(self, highpass_hz=None)
 
     @classmethod
     def from_dict(cls, data: dict) -> "VadConfig":
@@ -115,6 +134,47 @@ class VadConfig:
 
 DEFAULT_CONFIG = VadConfig()
 
+HIGHPASS_ORDER = 4
+"""Order of the Butterworth high-pass (module docstring)."""
+BLOCK_FRAMES = 4096
+"""Frames whose features are computed at once (about 41 s at the default hop)."""
+_FILTER_BLOCK = 1 << 18
+
+
+@functools.lru_cache(maxsize=16)
+def highpass_sos(sample_rate_hz: int = SAMPLE_RATE_HZ, cutoff_hz: float = 70.0,
+                 order: int = HIGHPASS_ORDER) -> np.ndarray:
+    """``(sections, 6)`` float64 second-order sections of the Butterworth high-pass."""
+    sos = butter(order, float(cutoff_hz), btype="highpass", fs=float(sample_rate_hz), output="sos")
+    sos.setflags(write=False)
+    return sos
+
+
+def highpass(waveform, sample_rate_hz: int = SAMPLE_RATE_HZ, cutoff_hz: float | None = 70.0,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """Causal Butterworth high-pass (module docstring) of a ``(samples,)`` waveform, as float32.
+
+    The filter runs in float64 over blocks of samples (state carried across blocks, so
+    the output is that of one pass) and writes float32; its state starts at the steady
+    state of the first sample, so a DC offset is removed without a click at the start.
+    ``out`` may be the input itself (a float32 array the caller owns): filtered in place.
+    ``cutoff_hz=None`` returns the waveform as float32 unchanged.
+    """
+    waveform = np.asarray(waveform)
+    if cutoff_hz is None:
+        return np.asarray(waveform, dtype=np.float32)
+    if out is None:
+        out = np.empty(waveform.shape, dtype=np.float32)
+    if waveform.size == 0:
+        return out
+    sos = highpass_sos(int(sample_rate_hz), float(cutoff_hz)).copy()
+    state = sosfilt_zi(sos) * float(waveform[0])
+    for first in range(0, waveform.shape[0], _FILTER_BLOCK):
+        block = waveform[first:first + _FILTER_BLOCK].astype(np.float64)
+        filtered, state = sosfilt(sos, block, zi=state)
+        out[first:first + _FILTER_BLOCK] = filtered
+    return out
+
 
 @dataclass(frozen=True)
 class FrameFeatures:
@@ -125,10 +185,14 @@ class FrameFeatures:
     flatness: np.ndarray
     frame_length: int
     hop_length: int
+    high_band_ratio: np.ndarray | None = None
+    """Fraction of the frame's energy above ``high_band_hz`` (band-limited audio: ~0)."""
 
 
 def _check_waveform(waveform, sample_rate_hz: int) -> np.ndarray:
-    waveform = np.asarray(waveform, dtype=np.float64)
+    waveform = np.asarray(waveform)
+    if waveform.dtype != np.float64:
+        waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1:
         raise ValueError(f"waveform must be (samples,) mono, got shape {waveform.shape}")
     if not np.isfinite(waveform).all():
@@ -149,29 +213,53 @@ def frame_features(waveform, sample_rate_hz: int = SAMPLE_RATE_HZ,
     Args:
         waveform: ``(samples,)`` mono float waveform in [-1, 1].
         sample_rate_hz: its sample rate.
-        config: framing and band settings.
+        config: framing and band settings; the waveform is high-passed first at
+            ``config.highpass_hz`` (module docstring) unless that is ``None``.
 
     Returns:
         :class:`FrameFeatures` with ``frames = 1 + (samples - frame) // hop`` (0 when the
-        waveform is shorter than one frame).
+        waveform is shorter than one frame), float32 except ``energy_dbfs``.
     """
     waveform = _check_waveform(waveform, sample_rate_hz)
     frame, hop = _frame_lengths(sample_rate_hz, config)
     if waveform.size < frame:
         empty = np.zeros(0)
-        return FrameFeatures(empty, empty, empty, frame, hop)
+        return FrameFeatures(empty, empty, empty, frame, hop, empty)
+    if config.highpass_hz is not None:
+        waveform = highpass(waveform, sample_rate_hz, config.highpass_hz)
     frames = np.lib.stride_tricks.sliding_window_view(waveform, frame)[::hop]
-    energy_dbfs = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-    spectrum = np.abs(np.fft.rfft((frames - frames.mean(axis=1, keepdims=True)) * np.hanning(frame), axis=1)) ** 2
+    count = frames.shape[0]
     frequencies = np.fft.rfftfreq(frame, d=1.0 / sample_rate_hz)
     in_band = (frequencies >= config.band_hz[0]) & (frequencies <= config.band_hz[1])
-    total = spectrum[:, 1:].sum(axis=1) + 1e-20  # without the DC bin
-    band = spectrum[:, in_band]
-    band_ratio = band.sum(axis=1) / total
-    # Average the band spectrum over neighbouring frames (see module docstring, criterion 3).
-    smoothed = np.maximum(uniform_filter1d(band, config.flatness_context_frames, axis=0, mode="nearest"), 0) + 1e-20
-    flatness = np.exp(np.mean(np.log(smoothed), axis=1)) / np.mean(smoothed, axis=1)
-    return FrameFeatures(energy_dbfs, band_ratio, flatness, frame, hop)
+    high = np.flatnonzero(frequencies >= config.high_band_hz)
+    band_slice = slice(int(np.argmax(in_band)), int(np.flatnonzero(in_band)[-1]) + 1) if in_band.any() else slice(0, 0)
+    window = np.hanning(frame).astype(np.float32)
+    energy_dbfs = np.empty(count)
+    band_ratio = np.empty(count, dtype=np.float32)
+    high_ratio = np.zeros(count, dtype=np.float32)
+    flatness = np.empty(count, dtype=np.float32)
+    context = config.flatness_context_frames
+    halo = context  # enough frames either side for the flatness average to see what one pass sees
+    for first in range(0, count, BLOCK_FRAMES):
+        stop = min(count, first + BLOCK_FRAMES)
+        lo, hi = max(0, first - halo), min(count, stop + halo)
+        block = np.asarray(frames[lo:hi], dtype=np.float32)
+        inner = slice(first - lo, first - lo + stop - first)
+        power = np.einsum("ij,ij->i", block, block, dtype=np.float64)[inner] / frame
+        energy_dbfs[first:stop] = 10 * np.log10(power + 1e-12)
+        centred = block - block.mean(axis=1, keepdims=True, dtype=np.float32)
+        centred *= window
+        spectrum = scipy.fft.rfft(centred, axis=1)
+        spectrum = spectrum.real**2 + spectrum.imag**2
+        total = spectrum[inner, 1:].sum(axis=1) + 1e-20  # without the DC bin
+        band = spectrum[:, band_slice]
+        band_ratio[first:stop] = band[inner].sum(axis=1) / total
+        if high.size:
+            high_ratio[first:stop] = spectrum[inner, high[0]:].sum(axis=1) / total
+        # Average the band spectrum over neighbouring frames (see module docstring, criterion 3).
+        smoothed = np.maximum(uniform_filter1d(band, context, axis=0, mode="nearest"), 0)[inner] + 1e-20
+        flatness[first:stop] = np.exp(np.mean(np.log(smoothed), axis=1)) / np.mean(smoothed, axis=1)
+    return FrameFeatures(energy_dbfs, band_ratio, flatness, frame, hop, high_ratio)
 
 
 def speech_frames(features: FrameFeatures, config: VadConfig = DEFAULT_CONFIG) -> np.ndarray:
@@ -181,7 +269,10 @@ def speech_frames(features: FrameFeatures, config: VadConfig = DEFAULT_CONFIG) -
         return np.zeros(0, dtype=bool)
     floor, peak = np.percentile(energy, [config.floor_percentile, config.peak_percentile])
     margin = np.clip((peak - floor) / 2, config.min_margin_db, config.max_margin_db)
-    loud = (energy > floor + margin) & (energy > config.min_energy_dbfs)
+    # The absolute floor moves down for quiet recordings (loud frames below min_energy_dbfs + quiet_span_db)
+    # so that a gain change does not change the decision: see the module docstring, criterion 1.
+    absolute = min(config.min_energy_dbfs, peak - config.quiet_span_db)
+    loud = (energy > floor + margin) & (energy > absolute)
     return loud & (features.band_ratio >= config.min_band_ratio) & (features.flatness <= config.max_flatness)
 
 
@@ -218,8 +309,14 @@ def speech_segments(waveform, sample_rate_hz: int = SAMPLE_RATE_HZ,
         waveform holds no speech (silence, steady noise, hum) or is shorter than a frame.
     """
     features = frame_features(waveform, sample_rate_hz, config)
+    return segments_from_features(features, np.asarray(waveform).shape[0], sample_rate_hz, config)
+
+
+def segments_from_features(features: FrameFeatures, num_samples: int, sample_rate_hz: int = SAMPLE_RATE_HZ,
+                           config: VadConfig = DEFAULT_CONFIG) -> list[Segment]:
+    """:func:`speech_segments` from precomputed :func:`frame_features` of a ``num_samples`` waveform."""
     mask = smooth(speech_frames(features, config), features.hop_length / sample_rate_hz, config)
-    total_s = np.asarray(waveform).shape[0] / sample_rate_hz
+    total_s = num_samples / sample_rate_hz
     frame, hop = features.frame_length, features.hop_length
     segments = []
     for first, stop in true_runs(mask):

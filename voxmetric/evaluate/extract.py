@@ -20,11 +20,28 @@ Two ways to compute the window embeddings (``method``):
   and XVector with ``cmn: false`` are fast by default; the seed's instance-normalised
   SincTDNN, XVector with CMN and ECAPA-TDNN (squeeze-excitation and attentive pooling
   see the whole input) keep the window-by-window result.
+
+**Whole inputs** (``window_s=None``, the bundled models' default) are bounded in memory
+too (one pass over an hour of audio holds every activation of the hour: 3.6-3.9 GB for
+30 minutes):
+
+- frame-local mean/std-pooling models (SincTDNN with batch norm, the bundled
+  ``sinctdnn-aam``) longer than ``block_s`` compute their frames in blocks and pool the
+  moments incrementally (:func:`~voxmetric.evaluate.shared_frames.whole_input_moments`):
+  the same embedding up to float rounding;
+- other models (ECAPA-TDNN, the bundled ``ecapa-aam``: its squeeze-excitation blocks
+  and attentive pooling see the whole input, so no blockwise computation reproduces a
+  one-pass result) are embedded in one pass up to ``max_whole_s`` (:data:`MAX_WHOLE_S`,
+  60 s); a longer input is cut into the fewest equal consecutive segments of at most
+  ``max_whole_s`` and its embedding is the length-weighted mean of theirs. That is an
+  approximation, for inputs over a minute only (``benchmarks/embed_memory.py`` reports
+  its cosine to the one-pass embedding).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -35,6 +52,10 @@ from .. import audio
 from .shared_frames import DEFAULT_BLOCK_S, frame_aligned_starts, shared_frame_embeddings, shares_frames_exactly
 from .shared_frames import supports_shared_frames
 
+from .shared_frames import whole_input_moments
+
+MAX_WHOLE_S = 60.0
+"""Longest input a non-frame-local model embeds in one pass with ``window_s=None`` (module docstring)."""
 DEFAULT_WINDOW_S = 3.0
 DEFAULT_STEP_S = 0.1
 METHODS = ("auto", "shared", "naive")
@@ -74,12 +95,14 @@ def window_starts(num_samples: int, window_samples: int, step_samples: int) -> n
 def _inference(model: torch.nn.Module) -> Iterator[None]:
     """Eval mode and ``torch.inference_mode`` for the block; the previous mode is restored."""
     was_training = model.training
-    model.eval()
+    if was_training or any(module.training for module in model.modules()):
+        model.eval()  # (a walk over every module: skipped for a model in eval mode already, the usual case)
     try:
         with torch.inference_mode():
             yield
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train(True)
 
 
 def _embed_batch(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
@@ -124,6 +147,33 @@ def naive_window_embeddings(
         yield _embed_batch(model, signal[batch_starts[:, None] + offsets])
 
 
+def _device_of(model: torch.nn.Module) -> torch.device | None:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return None
+
+
+def _embed_whole(model: torch.nn.Module, signal: torch.Tensor, sample_rate_hz: int, block_s: float,
+                 max_whole_s: float | None) -> torch.Tensor:
+    """``(dim,)`` float64 embedding of the whole ``signal``, memory bounded (module docstring)."""
+    length = int(signal.shape[0])
+    if shares_frames_exactly(model):
+        if length <= block_s * sample_rate_hz + model.receptive_field_samples:
+            return _embed_batch(model, signal[None])[0]
+        mean, variance = whole_input_moments(model, signal, block_s)
+        return model.embed_moments(mean.to(torch.float32), variance.to(torch.float32))[0].to("cpu", torch.float64)
+    if max_whole_s is None or length <= max_whole_s * sample_rate_hz:
+        return _embed_batch(model, signal[None])[0]
+    pieces = math.ceil(length / (max_whole_s * sample_rate_hz))
+    bounds = np.linspace(0, length, pieces + 1).round().astype(np.int64)
+    total = 0.0
+    for first, stop in zip(bounds[:-1], bounds[1:]):
+        total = total + _embed_batch(model, signal[None, first:stop])[0] * float(stop - first)
+    return total / length
+
+
 def _to_samples(seconds: float, sample_rate_hz: int, name: str) -> int:
     if seconds <= 0:
         raise ValueError(f"{name} must be positive, got {seconds}")
@@ -140,6 +190,7 @@ def embed_waveform(
     sample_rate_hz: int = audio.SAMPLE_RATE_HZ,
     method: str = "auto",
     block_s: float = DEFAULT_BLOCK_S,
+    max_whole_s: float | None = MAX_WHOLE_S,
 ) -> np.ndarray:
     """Embedding of a whole waveform: the mean of its sliding-window embeddings.
 
@@ -158,8 +209,10 @@ def embed_waveform(
         device: where the model runs.
         sample_rate_hz: sample rate of ``waveform``.
         method: ``"auto"``, ``"shared"`` or ``"naive"`` (module docstring).
-        block_s: seconds of audio whose frames are computed at once (``"shared"``);
-            bounds memory on long files.
+        block_s: seconds of audio whose frames are computed at once (``"shared"``, and
+            whole inputs of frame-local models); bounds memory on long files.
+        max_whole_s: with ``window_s=None``, the longest input a non-frame-local model
+            sees in one pass (module docstring); ``None``: no limit.
 
     Returns:
         ``(dim,)`` float32 embedding.
@@ -170,12 +223,14 @@ def embed_waveform(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     method = choose_method(model, method)
-    model.to(device)
+    device = torch.device(device)
+    if _device_of(model) != device:  # moving a model that is there already costs a walk over its tensors
+        model.to(device)
     signal = torch.from_numpy(waveform).to(device)
     window = None if window_s is None else _to_samples(window_s, sample_rate_hz, "window_s")
     with _inference(model):
         if window is None or waveform.size <= window:
-            return _embed_batch(model, signal[None])[0].numpy().astype(np.float32)
+            return _embed_whole(model, signal, sample_rate_hz, block_s, max_whole_s).numpy().astype(np.float32)
         starts = window_starts(waveform.size, window, _to_samples(step_s, sample_rate_hz, "step_s"))
         if method == "shared":
             starts = frame_aligned_starts(starts, model.frame_hop_samples, waveform.size, window)

@@ -3,11 +3,16 @@
 * :func:`export_pretrained`: a training checkpoint -> a ``voxmetric-embedding-model/1``
   safetensors file (format in :mod:`voxmetric.weights`), the form of the bundled
   models; :func:`update_manifest` records the SHA-256 of every such file in a folder.
-* :func:`export_network` (``voxmetric export``): the inference network alone,
-  ``(batch, samples) -> (batch, embedding_dim)`` with variable batch size and length,
-  for runtimes without voxmetric. It does *not* include the sliding windows, the input
-  level normalisation or the calibration: embed a whole utterance (or average windows
-  yourself), and read those settings from the weights file's metadata.
+* :func:`export_network` (``voxmetric export``): the inference network for runtimes
+  without voxmetric, ``(batch, samples) -> (batch, embedding_dim)`` with variable batch
+  size and length. When the model embeds whole inputs (``window_s=None``, the bundled
+  models) and has a level (``rms_dbfs``), the level step is in the graph
+  (:class:`LevelNormalised`: every row scaled to that RMS). What a graph cannot hold is
+  written into the file for the runtime (ONNX ``metadata_props``, TorchScript extra file
+  ``voxmetric.json``; :func:`deployment_metadata`): sample rate, the high-pass (its
+  second-order sections), the VAD settings, the front-end settings, threshold,
+  calibration and the model's fingerprint. README, "Deploying an exported model", has the
+  runtime recipe with onnxruntime.
 
 How each format is produced (torch 2.13), and checked after writing on three input
 lengths (it must match PyTorch within :data:`TOLERANCE`, or the export fails):
@@ -127,6 +132,106 @@ def _rounding_cosine(network: torch.nn.Module, tensors: dict[str, torch.Tensor])
 
 # --- ONNX / TorchScript ---------------------------------------------------------------
 
+METADATA_FORMAT = "voxmetric-exported-network/1"
+"""``format`` value of the metadata written into exported networks."""
+
+
+class LevelNormalised(torch.nn.Module):
+    """The front-end's level step in the graph: each row scaled to ``rms_dbfs`` RMS, then the network.
+
+    The front-end refuses input below -90 dBFS as silent; in the graph the RMS is floored
+    at 1e-9 so that silence gives a finite (meaningless) embedding instead of NaN.
+    """
+
+    def __init__(self, network: torch.nn.Module, rms_dbfs: float):
+        super().__init__()
+        self.network = network
+        self.target_rms = float(10 ** (rms_dbfs / 20))
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        rms = waveforms.square().mean(dim=1, keepdim=True).sqrt().clamp(min=1e-9)
+        return self.network(waveforms * (self.target_rms / rms))
+
+
+def graph_module(model) -> tuple[torch.nn.Module, bool]:
+    """``(module, level_in_graph)``: what :func:`export_network` exports for a :class:`SpeakerModel`.
+
+    The level step goes in the graph only for whole-input models (``window_s=None``): with
+    sliding windows the front-end scales the whole recording once, not each window.
+    """
+    settings = model.settings
+    if settings.rms_dbfs is not None and settings.window_s is None:
+        return LevelNormalised(model.network, settings.rms_dbfs).eval(), True
+    return model.network.eval(), False
+
+
+def deployment_metadata(model, level_in_graph: bool) -> dict[str, str]:
+    """What a runtime must do outside the exported graph, as ``{key: string}`` (JSON values).
+
+    Keys: ``format``, ``sample_rate_hz``, ``input``, ``highpass``, ``vad``, ``frontend``,
+    ``level_in_graph``, ``threshold``, ``calibration``, ``model_fingerprint``, ``model``,
+    ``max_whole_s``, ``recipe``.
+    """
+    import json
+    from dataclasses import asdict
+
+    from ..audio.vad import DEFAULT_CONFIG, HIGHPASS_ORDER, highpass_sos
+    from ..evaluate.extract import MAX_WHOLE_S
+
+    settings = model.settings
+    cutoff = DEFAULT_CONFIG.highpass_hz
+    highpass = None if cutoff is None else {
+        "filter": f"Butterworth high-pass, order {HIGHPASS_ORDER}, causal (scipy.signal.sosfilt), 16 kHz",
+        "cutoff_hz": cutoff, "sos": highpass_sos(16000, cutoff).tolist(),
+        "initial_state": "sosfilt_zi(sos) * first sample (no start-up transient on a DC offset)"}
+    vad = {**asdict(DEFAULT_CONFIG.without_highpass()), "margin_s": 0.1, "enabled": settings.vad,
+           "how": "voxmetric.audio.vad.speech_segments + trim_silence(margin_s) on the high-passed 16 kHz waveform; "
+                  "without this step embeddings differ (silences and pauses are embedded too)"}
+    if not level_in_graph and settings.rms_dbfs is not None:
+        level = f"scale the whole (trimmed) waveform to {settings.rms_dbfs} dBFS RMS before windowing"
+    else:
+        level = "in the graph" if level_in_graph else "none"
+    windows = ("whole input in one call" if settings.window_s is None else
+               f"mean of the graph's embeddings of {settings.window_s} s windows every {settings.step_s} s "
+               f"(voxmetric.evaluate.extract.window_starts: last window aligned to the end)")
+    recipe = ("read -> mono float32 -> resample to 16 kHz -> high-pass (highpass) -> VAD trim (vad) -> "
+              f"level: {level} -> embedding: {windows} -> cosine similarity of two embeddings; "
+              f"accept when cosine >= threshold; llr = calibration.scale * cosine + calibration.offset")
+    values = {
+        "format": METADATA_FORMAT,
+        "sample_rate_hz": 16000,
+        "input": "waveforms: (batch, samples) float32, mono, 16 kHz, in [-1, 1]; output embeddings (batch, dim)",
+        "highpass": highpass,
+        "vad": vad,
+        "frontend": settings.to_dict(),
+        "level_in_graph": level_in_graph,
+        "threshold": model.threshold,
+        "calibration": None if model.calibration is None else model.calibration.to_dict(),
+        "model_fingerprint": model.fingerprint,
+        "model": model.info.get("model"),
+        "max_whole_s": MAX_WHOLE_S if settings.window_s is None and not getattr(
+            model.network, "frames_are_local", False) else None,
+        "recipe": recipe,
+    }
+    return {key: json.dumps(value, default=str) for key, value in values.items()}
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The :func:`deployment_metadata` of an exported ONNX or TorchScript file, JSON-decoded."""
+    import json
+
+    path = os.fspath(path)
+    if path.endswith(".onnx"):
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    else:
+        files = {"voxmetric.json": ""}
+        with _quiet():
+            torch.jit.load(path, _extra_files=files)
+        props = json.loads(files["voxmetric.json"])
+    return {key: json.loads(value) for key, value in props.items()}
+
 
 def check_lengths(network: torch.nn.Module) -> list[int]:
     """Three input lengths (samples) the exported network is checked on: odd sizes, >= 1 s."""
@@ -143,8 +248,9 @@ def export_network(name_or_path: str | os.PathLike, format: str, out_path: str |
         out_path: the file to write (atomically).
 
     Returns:
-        ``{"format", "path", "exporter", "max_abs_diff": {length: diff}, "verified"}``;
-        ``verified`` is False only for ONNX without ``onnxruntime`` installed.
+        ``{"format", "path", "exporter", "max_abs_diff": {length: diff}, "verified",
+        "level_in_graph"}``; ``verified`` is False only for ONNX without ``onnxruntime``
+        installed. The file carries :func:`deployment_metadata` (:func:`read_metadata`).
 
     Raises:
         ExportError: unknown format, a missing optional package, an exporter failure,
@@ -154,16 +260,19 @@ def export_network(name_or_path: str | os.PathLike, format: str, out_path: str |
 
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; allowed: {', '.join(FORMATS)}")
-    network = load_model(name_or_path).network.eval()
+    model = load_model(name_or_path)
+    network = model.network.eval()
+    graph, level_in_graph = graph_module(model)
+    metadata = deployment_metadata(model, level_in_graph)
     example = _test_signal(2, 2 * max(int(network.min_samples), 16000))
     with atomic_path(out_path) as tmp:
         if format == "torchscript":
-            exporter = _export_torchscript(network, example, tmp)
+            exporter = _export_torchscript(graph, example, tmp, metadata)
             runner = _torchscript_runner(tmp)
         else:
-            exporter = _export_onnx(network, example, tmp)
+            exporter = _export_onnx(graph, network, example, tmp, metadata)
             runner = _onnx_runner(tmp)
-        diffs = _compare(network, runner, check_lengths(network)) if runner else {}
+        diffs = _compare(graph, runner, check_lengths(network)) if runner else {}
         bad = {length: diff for length, diff in diffs.items() if not diff <= TOLERANCE}
         if bad:
             raise ExportError(
@@ -172,7 +281,7 @@ def export_network(name_or_path: str | os.PathLike, format: str, out_path: str |
                 f"(the exporter probably fixed the input length)"
             )
     return {"format": format, "path": os.fspath(out_path), "exporter": exporter, "max_abs_diff": diffs,
-            "verified": runner is not None}
+            "verified": runner is not None, "level_in_graph": level_in_graph}
 
 
 def _test_signal(batch: int, length: int, seed: int = 0) -> torch.Tensor:
@@ -209,11 +318,28 @@ def _quiet():
         logger.setLevel(level)
 
 
-def _export_torchscript(network: torch.nn.Module, example: torch.Tensor, path: str) -> str:
+def _export_torchscript(network: torch.nn.Module, example: torch.Tensor, path: str,
+                        metadata: dict[str, str]) -> str:
+    import json
+
     with _quiet(), torch.no_grad():
         traced = torch.jit.trace(network, example, check_trace=False)
-        torch.jit.save(traced, path)
+        torch.jit.save(traced, path, _extra_files={"voxmetric.json": json.dumps(metadata)})
     return "torch.jit.trace"
+
+
+def _write_onnx_metadata(path: str, metadata: dict[str, str]) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("writing the deployment metadata into the ONNX file needs the onnx package: "
+                          "pip install 'voxmetric[onnx]'") from None
+
+    proto = onnx.load(path)
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, path)
 
 
 def _torchscript_runner(path: str):
@@ -227,11 +353,18 @@ def _torchscript_runner(path: str):
     return run
 
 
-def _export_onnx(network: torch.nn.Module, example: torch.Tensor, path: str) -> str:
+def _export_onnx(graph: torch.nn.Module, network: torch.nn.Module, example: torch.Tensor, path: str,
+                 metadata: dict[str, str]) -> str:
+    exporter = _export_onnx_graph(graph, network, example, path)
+    _write_onnx_metadata(path, metadata)
+    return exporter
+
+
+def _export_onnx_graph(graph: torch.nn.Module, network: torch.nn.Module, example: torch.Tensor, path: str) -> str:
     names = {"input_names": ["waveforms"], "output_names": ["embeddings"]}
     try:
         with _quiet(), torch.no_grad():
-            torch.onnx.export(network, (example,), path, dynamo=False, opset_version=17,
+            torch.onnx.export(graph, (example,), path, dynamo=False, opset_version=17,
                               dynamic_axes={"waveforms": {0: "batch", 1: "samples"}, "embeddings": {0: "batch"}},
                               **names)
         return "torch.onnx (TorchScript-based)"
@@ -244,7 +377,7 @@ def _export_onnx(network: torch.nn.Module, example: torch.Tensor, path: str) -> 
     samples = torch.export.Dim("samples", min=int(network.min_samples) + int(network.frame_hop_samples))
     try:
         with _quiet(), torch.no_grad():
-            torch.onnx.export(network, (example,), path, dynamo=True, external_data=False,
+            torch.onnx.export(graph, (example,), path, dynamo=True, external_data=False,
                               dynamic_shapes=({0: torch.export.Dim("batch"), 1: samples},), **names)
     except Exception as error:
         raise ExportError(f"ONNX export failed with both exporters ({type(error).__name__}: "

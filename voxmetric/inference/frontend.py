@@ -6,11 +6,18 @@ training validation, ``compare``, ``eval`` of a checkpoint, ``embed``, ``calibra
 
 1. read the file (or take the array) and convert it to 16 kHz mono float32
    (:func:`voxmetric.audio.read`, :func:`voxmetric.audio.resample`);
-2. assess it (speech duration, SNR, clipping, source rate: :mod:`voxmetric.audio.quality`)
-   and, with ``vad``, keep only its speech (:mod:`voxmetric.audio.vad`);
+2. high-pass it (70 Hz: DC offset and hum, :func:`voxmetric.audio.vad.highpass`), assess
+   it (speech duration, SNR, clipping, source rate, band limit:
+   :mod:`voxmetric.audio.quality`) and, with ``vad``, keep only its speech
+   (:mod:`voxmetric.audio.vad`);
 3. scale it to ``rms_dbfs`` when the model was trained at a fixed level;
 4. embed it: the mean of sliding ``window_s`` windows every ``step_s``, or the whole
-   waveform at once (``window_s=None``) (:func:`voxmetric.evaluate.extract.embed_waveform`).
+   waveform at once (``window_s=None``; memory-bounded on long inputs, see
+   :mod:`voxmetric.evaluate.extract`) (:func:`voxmetric.evaluate.extract.embed_waveform`).
+
+A 1-hour file stays under 1 GB peak resident memory with the bundled models
+(``benchmarks/embed_memory.py``): the waveform is float32 throughout (230 MB an hour),
+filtered and scaled in place, and the VAD works on blocks of frames.
 
 The settings (:class:`FrontendSettings`) are recorded next to every result: in
 ``results.json``, in embeddings files, in checkpoints and in exported weights.
@@ -123,6 +130,15 @@ def as_mono(samples, sample_rate_hz: int | None) -> np.ndarray:
     return samples
 
 
+def rms_level(waveform: np.ndarray, chunk: int = 1 << 20) -> float:
+    """RMS of a ``(samples,)`` waveform, summed in float64 chunk by chunk (no float64 copy of the whole)."""
+    total = 0.0
+    for first in range(0, waveform.shape[0], chunk):
+        piece = waveform[first:first + chunk].astype(np.float64)
+        total += float(np.einsum("i,i->", piece, piece))  # not np.dot: BLAS threads spin on a loaded machine
+    return math.sqrt(total / max(waveform.shape[0], 1))
+
+
 def source_name(item) -> str:
     """How an input is named in messages: its path, or ``"input array"``."""
     return os.fspath(item) if isinstance(item, (str, os.PathLike)) else "input array"
@@ -182,15 +198,19 @@ class Frontend:
             raise AudioError(f"{source}: contains no samples")
         if not np.isfinite(waveform).all():
             raise AudioError(f"{source}: contains NaN or infinite samples")
-        rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+        rms = rms_level(waveform)
         level_db = 20 * math.log10(rms) if rms > 0 else -math.inf
         if level_db < SILENCE_DBFS:
             raise AudioError(f"{source}: input is silent (RMS level {level_db:.1f} dBFS, below {SILENCE_DBFS:.0f}); "
                              f"nothing to embed")
         if self.settings.rms_dbfs is None:
             return waveform
-        gain = 10 ** ((self.settings.rms_dbfs - level_db) / 20)
-        return (waveform * gain).astype(np.float32)
+        gain = np.float32(10 ** ((self.settings.rms_dbfs - level_db) / 20))
+        # In place: load_speech always returns a fresh array (high-passed, trimmed), so no
+        # second copy of a long recording is made here.
+        waveform = np.asarray(waveform, dtype=np.float32)
+        waveform *= gain
+        return waveform
 
     def embed(self, item, sample_rate_hz: int | None = None) -> tuple[np.ndarray, QualityReport]:
         """``(embedding, report)`` of a file or array; the embedding is ``(dim,)`` float32."""

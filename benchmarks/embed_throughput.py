@@ -1,0 +1,148 @@
+"""Files per second, one thread, steady state: many short files and one long file, bundled models.
+
+    python benchmarks/embed_throughput.py                          # current tree
+    python benchmarks/embed_throughput.py --before /tmp/old-tree   # side by side with another checkout
+    python benchmarks/embed_throughput.py --resemblyzer-python /path/to/venv/bin/python
+
+Short files: ``--files`` (100) excerpts of 3.4 s cut from the real recordings of
+``../shared/data/real`` (cycling through them), written once as 16 kHz FLAC under the
+system temporary folder, embedded with each bundled model's default front-end
+(``model.embed_files``: read, quality, VAD, level, network). Long file:
+``../shared/data/long_60s.flac`` (72.5 s) with the seed's 3 s windows every 0.1 s
+(``set_frontend(window_s=3.0, step_s=0.1)``, one file per pass). Every case runs in its own process with
+``torch.set_num_threads(1)``; one warm-up pass over 10 files (or the long file once) is
+not timed; the figure is the best of ``--repeats`` timed passes. With ``--before DIR``
+every case also runs with ``DIR`` first on ``PYTHONPATH``, interleaved, and the table
+gives the speed-up and the largest absolute difference between the two trees'
+embeddings. Resemblyzer (``VoiceEncoder.embed_utterance(preprocess_wav(path))``) runs in
+the interpreter given by ``--resemblyzer-python`` (a separate venv: it needs
+``setuptools<81``), or is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = REPO_ROOT.parent / "shared" / "data"
+MODELS = ("sinctdnn-aam", "ecapa-aam")
+
+
+def short_files(count: int, seconds: float = 3.4) -> list[str]:
+    import numpy as np
+
+    from voxmetric import audio
+
+    folder = Path(tempfile.gettempdir()) / f"voxmetric-bench-short-{seconds:g}s"
+    folder.mkdir(exist_ok=True)
+    sources = sorted((SHARED / "real").glob("*/*.flac"))
+    paths = []
+    for i in range(count):
+        path = folder / f"{i:04d}.flac"
+        if not path.exists():
+            waveform = audio.read(sources[i % len(sources)])
+            length = int(seconds * audio.SAMPLE_RATE_HZ)
+            start = (i // len(sources)) * length // 2
+            piece = np.resize(waveform[start:], length)  # wraps round when the recording is short
+            audio.write(path, piece)
+        paths.append(str(path))
+    return paths
+
+
+def child(spec: dict) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    paths = spec["paths"]
+    if spec["system"] == "resemblyzer":
+        from resemblyzer import VoiceEncoder, preprocess_wav
+
+        encoder = VoiceEncoder("cpu", verbose=False)
+        embed_all = lambda items: np.stack([encoder.embed_utterance(preprocess_wav(p)) for p in items])  # noqa: E731
+    else:
+        from voxmetric.inference.speaker_model import load_model
+
+        model = load_model(spec["system"])
+        if spec["windows"]:
+            model.set_frontend(window_s=3.0, step_s=0.1)
+        embed_all = model.embed_files
+    embed_all(paths[:10])  # warm-up
+    times = []
+    for _ in range(spec["repeats"]):
+        start = time.perf_counter()
+        matrix = embed_all(paths)
+        times.append(time.perf_counter() - start)
+    return {"seconds": min(times), "files": len(paths), "embeddings": np.asarray(matrix).tolist()}
+
+
+def run_child(spec: dict, python: str, pythonpath: str | None) -> dict:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    result = subprocess.run([python, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, env=env,
+                            cwd=REPO_ROOT)
+    if result.returncode != 0:
+        return {"error": (result.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    import numpy as np
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--before", help="another voxmetric checkout, run side by side")
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--resemblyzer-python", help="python of a venv with resemblyzer installed")
+    parser.add_argument("--no-long", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    shorts = short_files(args.files)
+    long_path = str(SHARED / "long_60s.flac")
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"{os.cpu_count()} CPUs ({cpu}), load average {os.getloadavg()[0]:.2f} at start; 1 thread; "
+          f"best of {args.repeats}")
+    print("| input | system | tree | files/s | speed-up vs before | max abs diff vs before |")
+    print("|---|---|---|---|---|---|")
+    cases = [("100 x 3.4 s", shorts, False)] + ([] if args.no_long else [("long_60s, 3 s / 0.1 s windows",
+                                                                           [long_path], True)])
+    for label, paths, windows in cases:
+        if args.resemblyzer_python and not windows:
+            out = run_child({"system": "resemblyzer", "paths": paths, "windows": False, "repeats": args.repeats},
+                            args.resemblyzer_python, None)
+            rate = f"{out['files'] / out['seconds']:.1f}" if "error" not in out else f"failed: {out['error']}"
+            print(f"| {label} | Resemblyzer | - | {rate} | | |", flush=True)
+        elif not windows:
+            print(f"| {label} | Resemblyzer | - | skipped (no --resemblyzer-python) | | |", flush=True)
+        for system in args.models:
+            spec = {"system": system, "paths": paths, "windows": windows, "repeats": args.repeats}
+            trees = [("current", str(REPO_ROOT))] + ([("before", args.before)] if args.before else [])
+            results = {tree: run_child(spec, sys.executable, path) for tree, path in trees}
+            for tree, out in results.items():
+                if "error" in out:
+                    print(f"| {label} | {system} | {tree} | failed: {out['error']} | | |", flush=True)
+                    continue
+                rate = out["files"] / out["seconds"]
+                extra = ["", ""]
+                before = results.get("before")
+                if tree == "current" and before and "error" not in before:
+                    extra = [f"{rate / (before['files'] / before['seconds']):.2f}x",
+                             f"{np.abs(np.array(out['embeddings']) - np.array(before['embeddings'])).max():.2e}"]
+                print(f"| {label} | {system} | {tree} | {rate:.1f} | {extra[0]} | {extra[1]} |", flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
+
+
+if __name__ == "__main__":
+    main()
