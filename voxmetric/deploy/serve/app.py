@@ -23,12 +23,11 @@ from importlib import resources
 
 from ...errors import ApiError, VoxmetricError
 from .settings import ServeSettings
-from .uploads import Form, UploadError, UploadTooLarge, receive_form, uploads_root
+from .uploads import (Form, UploadError, UploadTooLarge, _duration, _expect, _name, _top, receive_form,
+                      uploads_root)
 
 log = logging.getLogger("voxmetric.serve")
 
-_MAX_NAME_CHARS = 200
-_MAX_TOP = 100
 
 
 def _status_of(error: VoxmetricError) -> int:
@@ -301,43 +300,6 @@ class Service:
             form.cleanup()
             raise
         return form
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.3g} minutes" if seconds >= 60 else f"{seconds:.3g} s"
-
-
-def _expect(form: Form, expected: dict[str, int | None], what: str) -> None:
-    """The form has exactly the expected upload fields (``None``: one or more)."""
-    for name in form.uploads:
-        if name not in expected:
-            allowed = " and ".join(f"'{n}'" for n in expected)
-            raise UploadError(f"{what}: unexpected upload field '{name}' (send {allowed})")
-    for name, count in expected.items():
-        got = len(form.files(name))
-        if got == 0:
-            raise UploadError(f"{what}: missing upload '{name}' (a recording as a multipart file field)")
-        if count is not None and got != count:
-            raise UploadError(f"{what}: {got} uploads in field '{name}', expected {count}")
-
-
-def _name(form: Form) -> str:
-    name = form.fields.get("name", "").strip()
-    if not name:
-        raise UploadError("missing form field 'name' (the speaker's name)")
-    if len(name) > _MAX_NAME_CHARS or any(not c.isprintable() for c in name):
-        raise UploadError(f"form field 'name': at most {_MAX_NAME_CHARS} printable characters")
-    return name
-
-
-def _top(text: str) -> int:
-    try:
-        top = int(str(text).strip())
-    except ValueError:
-        raise UploadError(f"form field 'top': expected a whole number, got {text!r}") from None
-    if not 1 <= top <= _MAX_TOP:
-        raise UploadError(f"form field 'top': must be between 1 and {_MAX_TOP}, got {top}")
-    return top
 
 
 def create_app(model, settings: ServeSettings, model_label: str | None = None):

@@ -19,7 +19,7 @@ fields: 'a' and 'b' (two recordings), 'audio' (one), 'name' (a speaker). Everyth
 --token-file or ${TOKEN_ENV}); --open-verify opens verification of two uploads to
 clients without a token. Binds 127.0.0.1 unless told otherwise."""
 
-_EPILOG = f"""\
+_EPILOG = """\
 example:
   python -c 'import secrets; print(secrets.token_urlsafe(32))' > token.txt
   voxmetric serve sinctdnn-aam --db speakers.db --token-file token.txt --port 8000
