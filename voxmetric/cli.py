@@ -218,13 +218,20 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .training.compare import compare
+    from .training.compare import compare, compare_scale, parse_train_speakers
     from .training.config import load_config
 
     config = load_config(args.config, args.set)
     losses = [name.strip() for name in args.losses.split(",") if name.strip()]
     out = args.out or _default_exp_dir(args.config) + "-compare"
-    report = compare(config, losses, out, budget=args.budget, progress=not args.quiet)
+    train_speakers = parse_train_speakers(args.train_speakers)
+    if train_speakers:
+        _, plot = compare_scale(config, losses, out, train_speakers, budget=args.budget, seeds=args.seeds,
+                                threads=args.threads, progress=not args.quiet)
+        print(f"\nresults: {out}/scale.md  plot: {plot}")
+        return 0
+    report = compare(config, losses, out, budget=args.budget, seeds=args.seeds, threads=args.threads,
+                     progress=not args.quiet)
     print(report.table)
     print(f"\nresults: {report.results_md}  plots: {report.det_plot}")
     return 0
@@ -233,9 +240,10 @@ def _cmd_compare(args) -> int:
 def _cmd_demo(args) -> int:
     from .training.demo import run_demo
 
-    if not args.minutes > 0:
-        raise VoxmetricError(f"demo --minutes must be positive, got {args.minutes}")
-    return run_demo(args.out, budget_minutes=args.minutes, progress=not args.quiet)
+    if args.seeds < 3:
+        raise VoxmetricError(f"demo --seeds must be at least 3 (one seed cannot separate a loss from luck), "
+                             f"got {args.seeds}")
+    return run_demo(args.out, seeds=args.seeds, progress=not args.quiet)
 
 
 _MODEL_HELP = "bundled model name (sinctdnn-aam, ecapa-aam), exported .safetensors file or training checkpoint"
@@ -398,14 +406,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated loss names (default: the six of the paper)")
     p.add_argument("--out", metavar="DIR", help="output folder (default exp/<config name>-compare)")
     p.add_argument("--budget", metavar="N|Nmin",
-                   help="training budget per loss: a number of batches, or minutes with 'min' (e.g. 2min)")
+                   help="training budget per run: a number of batches (default: the config's epochs), or minutes "
+                        "with 'min' (e.g. 2min; then results depend on the machine's speed and load)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="train every loss N times (seeds config.seed .. +N-1); intervals and tests cover seeds")
+    p.add_argument("--train-speakers", metavar="N,N,...",
+                   help="repeat the comparison with nested subsets of this many training speakers; plot scale.png")
+    p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (fixed: reproducible floats)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     _add_common(p)
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("demo", help="the main job end to end on the built-in corpus (~10 min on 2 CPU cores)")
+    p = sub.add_parser("demo", help="the main job end to end on the built-in corpus: 6 losses x 3 seeds, deterministic")
     p.add_argument("--out", default="demo", metavar="DIR", help="output folder (default ./demo)")
-    p.add_argument("--minutes", type=float, default=10.0, help="approximate total time budget (default 10)")
+    p.add_argument("--seeds", type=int, default=3, metavar="N", help="training seeds per loss, at least 3 (default 3)")
     _add_common(p)
     p.set_defaults(func=_cmd_demo)
     return parser
