@@ -303,12 +303,16 @@ def results_table(rows: list[dict[str, Any]]) -> str:
 def pairwise_table(tests: list[dict[str, Any]], n_bootstrap: int) -> str:
     from ..evaluate.significance import _p_text
 
+    def _p_cell(p: float) -> str:  # "0.78" or "<= 0.002" (the bootstrap's resolution)
+        text = _p_text(p, n_bootstrap)
+        return text[4:] if text.startswith("p = ") else text[2:]
+
     lines = ["| A | B | mean EER A - B (points) | 95% CI | p | p Holm | significant at 5% |",
              "|---|---|---|---|---|---|---|"]
     for t in tests:
         lines.append(f"| {t['a']} | {t['b']} | {t['difference'] * 100:+.2f} | {t['ci'][0] * 100:+.2f} to "
-                     f"{t['ci'][1] * 100:+.2f} | {_p_text(t['p_value'], n_bootstrap)[2:]} | "
-                     f"{_p_text(t['p_holm'], n_bootstrap)[2:]} | {'yes' if t['significant'] else 'no'} |")
+                     f"{t['ci'][1] * 100:+.2f} | {_p_cell(t['p_value'])} | {_p_cell(t['p_holm'])} | "
+                     f"{'yes' if t['significant'] else 'no'} |")
     return "\n".join(lines)
 
 
@@ -379,7 +383,7 @@ def _write_report(out: Path, runs: dict[str, list[dict[str, Any]]], config: Conf
     if tests:
         parts += ["## Pairwise tests (cosine scoring)", "",
                   f"Paired bootstrap over seeds and trials ({n_bootstrap} replicates; A and B share every seed and "
-                  f"trial draw), two-sided; p-values Holm-corrected over the {len(tests)} pairs; significant when "
+                  f"trial draw), two-sided; p-values Holm-corrected over {len(tests)} pair(s); significant when "
                   f"p Holm <= {DEFAULT_ALPHA}.", "", pairwise_table(tests, n_bootstrap), "",
                   "## Ranking, as far as the tests support it", "",
                   f"Lowest mean EER: {best[0]}" + (f"; not significantly different from it: {', '.join(best[1:])}"
