@@ -184,6 +184,8 @@ def _train_and_score(run: Config, run_dir: Path, corpus, progress: bool) -> dict
     from .trainer import resolve_device, train
 
     result = train(run, run_dir, progress=progress, overwrite=True)
+    if result.interrupted:  # Ctrl-C / SIGTERM: the run saved its checkpoint; stop the comparison too
+        raise KeyboardInterrupt(f"{run_dir}: training interrupted (checkpoint saved)")
     # The checkpoint's network behind the front-end it was validated with: the same
     # path (and so the same scores) as `embed` + `score` + `eval` and `calibrate` of it.
     network, source = load_network(result.best_checkpoint or result.last_checkpoint)
