@@ -36,10 +36,9 @@ def test_compare_embed_score_eval_and_calibrate_agree_exactly(tmp_path):
     out = tmp_path / "compare"
     assert main(["compare", str(path), "--losses", "aam", "--budget", "3", "--out", str(out), "-q"]) == 0
     row = json.loads((out / "results.json").read_text())["results"][0]
-    assert row["frontend"] == {"vad": True, "window_s": 1.5, "step_s": 0.5, "rms_dbfs": None}
-    checkpoint = out / "aam" / "checkpoints" / "best.pt"
-    if not checkpoint.exists():
-        checkpoint = out / "aam" / "checkpoints" / "last.pt"
+    run = row["runs"][0]
+    assert run["frontend"] == {"vad": True, "window_s": 1.5, "step_s": 0.5, "rms_dbfs": None}
+    checkpoint = out / "aam" / f"seed{run['seed']}" / "checkpoints" / f"{run['tested_checkpoint']}.pt"
 
     keys = tmp_path / "keys.txt"
     keys.write_text("\n".join(trial_keys(read_trials(trials))) + "\n")
@@ -53,6 +52,6 @@ def test_compare_embed_score_eval_and_calibrate_agree_exactly(tmp_path):
     assert main(["calibrate", str(checkpoint), "--trials", str(trials), "--root", str(corpus / "wav"),
                  "--out", str(calibration), "--bootstrap", "10", "-q"]) == 0
 
-    compare_eer = row["cosine"]["eer"]
+    compare_eer = row["cosine"]["eer"][0]
     assert json.loads(metrics.read_text())["eer"] == compare_eer
     assert json.loads(calibration.read_text())["eer"] == compare_eer

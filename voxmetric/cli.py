@@ -526,16 +526,26 @@ def _run_eval(args) -> int:
 
 def add_compare(sub) -> None:
     p = _command(sub, "compare", "train and evaluate one model per loss, write the paper-style table",
-                 "Train one model per loss with the same config and budget, evaluate each on the test trials "
-                 "(cosine and s-norm) and write results.md / results.json and DET plots.",
-                 "voxmetric compare configs/synth.yml --losses aam,triplet --budget 2min")
+                 "Train every loss with the same config, batches and seeds, evaluate each on the test trials "
+                 "(cosine and s-norm) and write results.md / results.json (per-seed EER and minDCF, intervals "
+                 "over seeds and trials, Holm-corrected pairwise tests, the ranking as far as they support it), "
+                 "scores and DET / training-curve plots.",
+                 "voxmetric compare configs/synth.yml --losses aam,triplet --seeds 3")
     p.add_argument("config", metavar="CONFIG.yml", help="training configuration shared by every loss")
     p.add_argument("--losses", default="ce,center,coco,aam,contrastive,triplet",
                    help="comma-separated loss names (default: the six of the paper)")
     p.add_argument("--out", metavar="DIR", help="output folder (default exp/<config name>-compare)")
     p.add_argument("--budget", metavar="N|Nmin",
-                   help="training budget per loss: a number of batches, or minutes with 'min' (e.g. 2min; "
-                        "default: the config's epochs)")
+                   help="training budget per run: a number of batches (default: the config's epochs), or minutes "
+                        "with 'min' (e.g. 2min; then results depend on the machine's speed and load)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="train every loss N times (seeds config.seed .. +N-1); intervals and tests cover seeds "
+                        "(default 1)")
+    p.add_argument("--train-speakers", metavar="N,N,...",
+                   help="repeat the comparison with nested subsets of this many training speakers and plot "
+                        "scale.png (default: all speakers once)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch intra-op threads, fixed so that floats are reproducible (default: torch's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable; default: none)")
     _add_quiet(p)
@@ -543,23 +553,33 @@ def add_compare(sub) -> None:
 
 
 def _run_compare(args) -> int:
-    from .training.compare import compare, parse_losses
+    from .training.compare import compare, compare_scale, parse_losses, parse_train_speakers
     from .training.config import default_exp_dir, load_config
 
     config = load_config(args.config, args.set)
     out = args.out or default_exp_dir(args.config) + "-compare"
-    report = compare(config, parse_losses(args.losses), out, budget=args.budget, progress=not args.quiet)
+    losses = parse_losses(args.losses)
+    train_speakers = parse_train_speakers(args.train_speakers)
+    if train_speakers:
+        _, plot = compare_scale(config, losses, out, train_speakers, budget=args.budget, seeds=args.seeds,
+                                threads=args.threads, progress=not args.quiet)
+        print(f"\nresults: {out}/scale.md  plot: {plot}")
+        return EXIT_OK
+    report = compare(config, losses, out, budget=args.budget, seeds=args.seeds, threads=args.threads,
+                     progress=not args.quiet)
     print(report.table)
     print(f"\nresults: {report.results_md}  plots: {report.det_plot}")
     return EXIT_OK
 
 
 def add_demo(sub) -> None:
-    p = _command(sub, "demo", "the main job end to end on the built-in corpus (~10 min on 2 CPU cores)",
-                 "Synthesise the corpus, train, evaluate and compare losses within a time budget.",
-                 "voxmetric demo --out demo --minutes 10")
-    p.add_argument("--out", default="demo", metavar="DIR", help="output folder")
-    p.add_argument("--minutes", type=float, default=10.0, help="approximate total time budget")
+    p = _command(sub, "demo", "the main job end to end on the built-in corpus: 6 losses x 3 seeds, deterministic",
+                 "Synthesise the corpus, train the paper's six losses for a fixed number of batches with 3 seeds "
+                 "each, test them and print the comparison with intervals and significance tests; the same "
+                 "machine prints the same table every time.",
+                 "voxmetric demo --out demo")
+    p.add_argument("--out", default="demo", metavar="DIR", help="output folder (default ./demo)")
+    p.add_argument("--seeds", type=int, default=3, metavar="N", help="training seeds per loss, at least 3 (default 3)")
     _add_quiet(p)
     p.set_defaults(func=_run_demo)
 
@@ -567,7 +587,10 @@ def add_demo(sub) -> None:
 def _run_demo(args) -> int:
     from .training.demo import run_demo
 
-    return run_demo(args.out, budget_minutes=args.minutes, progress=not args.quiet)
+    if args.seeds < 3:
+        raise UsageError(f"demo --seeds must be at least 3 (one seed cannot separate a loss from luck), "
+                         f"got {args.seeds}")
+    return run_demo(args.out, seeds=args.seeds, progress=not args.quiet)
 
 
 def add_serve(sub) -> None:

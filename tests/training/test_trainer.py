@@ -198,30 +198,6 @@ def test_ddp_with_two_cpu_processes(tmp_path, tiny_corpus):
     assert sorted(p.name for p in (exp / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
 
-@pytest.mark.slow
-def test_compare_writes_the_paper_style_table(tmp_path, tiny_corpus, capsys):
-    config = _config(tmp_path, tiny_corpus, epochs=1)
-    data = yaml.safe_load(config.read_text())
-    data["validation"]["trials"] = None
-    data["evaluation"] = {"trials": str(tiny_corpus / "trials.txt"), "root": str(tiny_corpus / "wav"),
-                          "snorm_top_n": 3, "cohort_utterances_per_speaker": 2,
-                          "n_bootstrap": 20}
-    config.write_text(yaml.safe_dump(data))
-    out = tmp_path / "compare"
-    assert main(["compare", str(config), "--losses", "aam,triplet", "--budget", "4", "--out", str(out), "-q"]) == 0
-    table = (out / "results.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| aam") or line.startswith("| triplet")]
-    assert len(rows) == 2 and all(row.count("|") == 10 for row in rows)
-    results = json.loads((out / "results.json").read_text())["results"]
-    assert [r["loss"] for r in results] == ["aam", "triplet"]
-    assert all(r["batches"] == 4 and 0 <= r["cosine"]["eer"] <= 1 and r["snorm"] is not None for r in results)
-    for name in ("det.png", "training_curves.png"):
-        assert (out / name).read_bytes()[:4] == b"\x89PNG"
-    assert "| loss | EER %" in capsys.readouterr().out
-    assert main(["compare", str(config), "--losses", "aam,nope", "--out", str(tmp_path / "x")]) == 1
-    assert "unknown loss 'nope'" in capsys.readouterr().err
-
-
 def test_resume_refuses_a_changed_model_or_optimizer(tmp_path, tiny_corpus):
     path = _config(tmp_path, tiny_corpus, epochs=1)
     train(load_config(path, ["validation.trials=null"]), tmp_path / "exp", progress=False)

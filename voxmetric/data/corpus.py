@@ -105,3 +105,28 @@ class Corpus:
 
     def __contains__(self, uid: object) -> bool:
         return uid in self._by_uid
+
+
+NESTED_SUBSET_SEED = 0
+"""Seed of the speaker permutation behind :func:`nested_speakers` (fixed: subsets stay nested)."""
+
+
+def nested_speakers(speakers: Iterable[str], count: int, seed: int = NESTED_SUBSET_SEED) -> list[str]:
+    """The first ``count`` speakers of one fixed random permutation of the sorted speakers.
+
+    The permutation depends only on the sorted speaker list and ``seed``, so the subsets
+    of growing ``count`` are nested (25 speakers are among the 50, which are among the
+    100...): a learning curve over training speakers adds speakers, never swaps them.
+
+    Raises:
+        ConfigError: ``count`` exceeds the number of speakers.
+    """
+    import numpy as np
+
+    from ..errors import ConfigError
+
+    ordered = sorted(set(speakers))
+    if not 1 <= count <= len(ordered):
+        raise ConfigError(f"data.num_speakers is {count} but the corpus has {len(ordered)} training speakers")
+    permutation = np.random.default_rng(seed).permutation(len(ordered))
+    return sorted(ordered[int(i)] for i in permutation[:count])

@@ -129,28 +129,77 @@ def _read_log(path: str | os.PathLike) -> list[dict]:
 
 
 def plot_training_curves(logs: Mapping[str, str | os.PathLike], path: str | os.PathLike) -> None:
-    """Training loss and validation EER against batches, one line per run.
+    """Training loss against batches and validation EER against epochs, one line per run.
 
     Args:
-        logs: ``{run name: metrics.jsonl}`` as written by :func:`voxmetric.train.train`
-            (step records with ``batch`` and ``loss``; epoch records with ``batch`` and
-            ``val_eer`` in percent).
+        logs: ``{run name: metrics.jsonl}`` as written by :func:`voxmetric.training.trainer.train`
+            (step records with ``batch`` and ``loss``; epoch records with ``epoch`` and
+            ``val_eer`` in percent). Runs named ``"group/…"`` (``"aam/seed 0"``) share the
+            colour and legend entry of their group, so seeds of one loss read as one system.
         path: output image.
+
+    A run trained without validation trials has no validation EER: when no run has one,
+    the right panel says so instead of staying empty.
     """
-    figure = _figure(10.0, 4.0)
+    from matplotlib import rcParams
+
+    figure = _figure(11.0, 4.5)
     loss_axes, eer_axes = figure.subplots(1, 2)
+    palette = rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    colours: dict[str, str] = {}
+    any_eval = False
     for name, log in logs.items():
         records = _read_log(log)
+        group = str(name).split("/")[0]
+        first = group not in colours
+        colour = colours.setdefault(group, palette[len(colours) % len(palette)])
+        label = group if first else None
         steps = [(r["batch"], r["loss"]) for r in records if "loss" in r and "batch" in r]
-        evals = [(r["batch"], r["val_eer"]) for r in records if r.get("val_eer") is not None]
+        evals = [(r["epoch"], r["val_eer"]) for r in records if r.get("val_eer") is not None and "epoch" in r]
         if steps:
-            loss_axes.plot(*zip(*steps), linewidth=1, label=name)
+            loss_axes.plot(*zip(*steps), linewidth=0.8, color=colour, alpha=0.8, label=label)
         if evals:
-            eer_axes.plot(*zip(*evals), marker="o", markersize=3, linewidth=1, label=name)
+            any_eval = True
+            eer_axes.plot(*zip(*evals), marker="o", markersize=3, linewidth=1, color=colour, alpha=0.8, label=label)
     loss_axes.set(xlabel="batch", ylabel="training loss", title="Training loss")
-    eer_axes.set(xlabel="batch", ylabel="validation EER (%)", title="Validation EER")
+    eer_axes.set(xlabel="epoch", ylabel="validation EER (%)", title="Validation EER per epoch")
+    if not any_eval:
+        eer_axes.text(0.5, 0.5, "no validation EER:\nvalidation.trials is not set", ha="center", va="center",
+                      transform=eer_axes.transAxes, color="grey")
     for axes in (loss_axes, eer_axes):
         axes.grid(True, linewidth=0.4, alpha=0.6)
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize="small")
+    _save(figure, path)
+
+
+def plot_scale(points: Mapping[str, list], path: str | os.PathLike,
+               title: str = "Test EER against training speakers") -> None:
+    """Mean EER (with its interval) against the number of training speakers, one line per system.
+
+    Args:
+        points: ``{system: [(training speakers, mean EER, low, high), ...]}`` with EER and
+            bounds as fractions (bounds may be None: no interval drawn).
+        path: output image.
+    """
+    if not points or not any(points.values()):
+        raise VoxmetricError(f"{path}: no point to plot")
+    figure = _figure(6.0, 4.5)
+    axes = figure.add_subplot()
+    for name, rows in points.items():
+        rows = sorted(rows)
+        x = np.array([r[0] for r in rows], dtype=float)
+        y = np.array([r[1] for r in rows]) * 100
+        if all(r[2] is not None for r in rows):
+            low = y - np.array([r[2] for r in rows]) * 100
+            high = np.array([r[3] for r in rows]) * 100 - y
+            axes.errorbar(x, y, yerr=[low, high], marker="o", markersize=4, capsize=3, linewidth=1.2, label=name)
+        else:
+            axes.plot(x, y, marker="o", markersize=4, linewidth=1.2, label=name)
+    axes.set_xscale("log")
+    ticks = sorted({r[0] for rows in points.values() for r in rows})
+    axes.set_xticks(ticks, labels=[str(t) for t in ticks])
+    axes.set(xlabel="training speakers", ylabel="test EER (%)", title=title)
+    axes.grid(True, linewidth=0.4, alpha=0.6)
+    axes.legend(fontsize="small")
     _save(figure, path)

@@ -34,7 +34,10 @@ class AAMLoss(MarginSoftmaxLoss):
         embedding_dim: size D of the embeddings ``(batch, D)``.
         num_speakers: number of training speakers.
         margin_rad: angular margin ``m`` in radians, in [0, pi/2). Default 0.05
-            (the seed, Coria et al. 2020). ArcFace for faces uses 0.5.
+            (the seed system, Coria et al. 2020; the library default of
+            pyannote.audio 1.x, ``pyannote/audio/embedding/approaches/arcface_loss.py`` ``AdditiveAngularMarginLoss`` is
+            ``margin=0.1, s=7.0``, the paper's tuned system uses 0.05 and 10).
+            ArcFace for faces uses 0.5.
             PML's ``ArcFaceLoss`` takes degrees: 0.05 rad = 2.86 degrees.
         scale: ``s``. Default 10.0 (the seed).
         easy_margin: apply the margin only where ``cos(theta) > 0``.

@@ -12,7 +12,8 @@ class SoftmaxLoss(ClassificationLoss):
     """Linear classifier (with bias) over the training speakers + cross-entropy.
 
     ``L = -1/N sum_i log softmax(W x_i + b)_{y_i}``, with ``W`` of shape
-    ``(num_speakers, embedding_dim)``. The baseline loss of Coria et al. (2020).
+    ``(num_speakers, embedding_dim)``. The baseline loss of Coria et al. (2020);
+    the seed code is pyannote.audio 1.x, ``pyannote/audio/embedding/approaches/softmax.py`` / ``classification.py``.
 
     Args:
         embedding_dim: size D of the embeddings ``(batch, D)``.

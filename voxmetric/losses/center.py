@@ -30,7 +30,11 @@ class CenterLoss(SoftmaxLoss):
         num_speakers: number of training speakers.
         lambda_: weight of the centre term. Default 0.01 (Wen et al. report
             good results for 0.001-0.1 and use 0.003 on faces; our embeddings are
-            un-normalised, so the value is scale dependent).
+            un-normalised, so the value is scale dependent). NOT the seed code's
+            setting: pyannote.audio 1.x, ``pyannote/audio/embedding/approaches/center_loss.py`` ``CenterLoss`` uses
+            ``loss_weight=1.0`` on a *cosine* centre term (``mean_i (1 - cos(x_i,
+            c_{y_i}))^2 / 2``), a different formula from this euclidean one; neither the
+            formula nor the weight has been re-tuned on validation trials here.
     """
 
     def __init__(self, embedding_dim: int, num_speakers: int, lambda_: float = 0.01) -> None:

@@ -22,7 +22,8 @@ class CoCoLoss(MarginSoftmaxLoss):
         embedding_dim: size D of the embeddings ``(batch, D)``.
         num_speakers: number of training speakers.
         scale: ``alpha`` in the paper. Default 6.25, the default of pyannote.audio
-            1.x's ``CongenerousCosineLoss``, the seed paper's code (the paper
+            1.x's ``CongenerousCosineLoss`` (``pyannote/audio/embedding/approaches/coco_loss.py``,
+            ``alpha=6.25``), the seed paper's code (the paper
             derives a lower bound on alpha from the number of classes).
     """
 

@@ -33,7 +33,10 @@ class ContrastiveLoss(Loss):
         distance: ``"cosine"`` (``1 - cos``, default) or ``"euclidean"``.
         margin: in units of the distance. Default (``None``): 0.5 for cosine,
             1.0 for euclidean; both mean "push different speakers to cos <= 0.5"
-            on unit vectors. With ``normalize=False`` it depends on the
+            on unit vectors. NOT the seed code's setting: pyannote.audio 1.x, ``pyannote/audio/embedding/approaches/contrastive_loss.py``
+            ``ContrastiveLoss`` uses ``metric='cosine', margin=0.2`` times the
+            metric's maximum distance 2.0 (``base.py`` ``max_distance``), i.e. 0.4 in
+            these ``1 - cos`` units, and one mean over all pairs; not re-tuned here. With ``normalize=False`` it depends on the
             embedding scale.
         normalize: L2-normalise before euclidean distances. Default True.
     """

@@ -24,7 +24,13 @@ class TripletLoss(Loss):
     Args:
         embedding_dim: size D of the embeddings ``(batch, D)``.
         mining: ``"all"`` (default), ``"hard"`` or ``"semi_hard"``.
-        margin: in units of the distance. Default 0.2 (FaceNet's value).
+        margin: in units of the distance. Default 0.2 (FaceNet's value). NOT the
+            seed code's setting: pyannote.audio 1.x, ``pyannote/audio/embedding/approaches/triplet_loss.py`` ``TripletLoss``
+            uses ``metric='cosine', margin=0.2`` times the metric's maximum distance
+            2.0 (``base.py`` ``max_distance``), i.e. 0.4 in these ``1 - cos`` units,
+            with ``sampling='all'`` averaging over *all* triplets (zeros included),
+            where ``mining="all"`` here averages over margin-violating ones; not
+            re-tuned here.
         distance: ``"cosine"`` (``1 - cos``, default) or ``"euclidean"``.
         normalize: L2-normalise before euclidean distances. Default True.
     """

@@ -1,13 +1,34 @@
-"""Compare loss functions under one budget: the experiment of Coria et al. (2020) as one call.
+"""Compare loss functions: the experiment of Coria et al. (2020), with seeds and significance.
 
-One model per loss is trained with everything else identical (config, seed,
-batch stream, budget), then each is evaluated on the same test trials with
-cosine scoring and with adaptive s-norm. Written into ``out_dir``:
+Every loss is trained ``seeds`` times with everything else identical; seed ``s``
+(``config.seed + s``) sets the initialisation and the batch stream, and it is the
+same for every loss: loss L with seed s sees exactly the batches loss L' with seed s
+sees (the stream is a function of (seed, rank, batch number), see
+:mod:`voxmetric.data.sampler`), and the network starts from the same weights. Each
+run trains for a fixed number of batches (the config's ``training.epochs`` x
+``training.batches_per_epoch``, or ``budget``): time is measured and reported,
+never used to decide anything, unless a ``budget`` in minutes is asked for
+explicitly (then the amount of training depends on the machine and its load, and
+results.md says so). When validation trials are configured, each epoch ends with a
+validation EER and the checkpoint with the best one is the one tested (model
+selection on validation speakers, never on test trials).
 
-- ``<loss>/``: each run's experiment folder (config, checkpoints, metrics.jsonl);
-- ``results.md``: the paper-style table (loss, EER with 95% CI, minDCF, with and
-  without s-norm, training time) and ``results.json`` with every figure;
-- ``det.png``: DET curves, one per loss; ``training_curves.png``: loss per batch.
+Each model is evaluated on the same test trials with cosine scoring and with
+adaptive s-norm. Written into ``out_dir``:
+
+- ``<loss>/seed<s>/``: each run's experiment folder (config, checkpoints, metrics.jsonl);
+- ``results.md``: per loss the per-seed EER and minDCF, their means and 95% intervals
+  over seeds and trials (two-level bootstrap, :mod:`voxmetric.evaluate.significance`);
+  the pairwise paired tests (Holm-corrected) and the ranking as far as they support
+  it; each run's validation-EER change over its last third of epochs; then the
+  times (reported only). ``results.json`` holds every figure; ``scores.npz`` every
+  run's test scores (``<loss>/seed<s>/cosine`` and ``.../snorm``) and the labels.
+- ``det.png``: DET curves (first seed of each loss); ``training_curves.png``:
+  training loss per batch and validation EER per epoch, every run.
+
+:func:`compare_scale` repeats the comparison at growing numbers of training speakers
+(nested subsets, :func:`voxmetric.data.corpus.nested_speakers`) and plots EER against
+training speakers (``scale.png``).
 
 Fairness: pair and triplet losses need K >= 2 chunks per speaker, so every loss
 gets the same P x K batches (K from the config, raised to 2 if it is 1).
@@ -18,27 +39,18 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
 
 from .config import Config
 from ..errors import ConfigError
 from ..fileio import atomic_open, write_json
+from .compare_report import (TIME_SECTION, CompareReport, _budget_text, _interval, _pct, _write_report,  # noqa: F401
+                             results_table)
 
 PAPER_LOSSES = ("ce", "center", "coco", "aam", "contrastive", "triplet")
-
-
-@dataclass
-class CompareReport:
-    out_dir: str
-    rows: list[dict[str, Any]]
-    table: str
-    results_md: str
-    results_json: str
-    det_plot: str
-    curves_plot: str
-
 
 def parse_budget(budget: str | int | None) -> tuple[int | None, float | None]:
     """``"300"`` -> (300 batches, None); ``"2min"`` / ``"2.5 min"`` -> (None, 150 s)."""
@@ -59,12 +71,27 @@ def parse_budget(budget: str | int | None) -> tuple[int | None, float | None]:
     raise ConfigError(f"--budget '{budget}' is neither a number of batches (e.g. 300) nor minutes (e.g. 2min)")
 
 
-def run_config(config: Config, loss_name: str, budget_batches: int | None, budget_s: float | None) -> Config:
-    """The config of one run: the loss swapped, batches fit for pairs, budget applied."""
+def parse_train_speakers(text: str | None) -> list[int] | None:
+    """``"25,50,100"`` -> [25, 50, 100] (ascending, positive, distinct)."""
+    if text is None:
+        return None
+    try:
+        counts = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(c < 1 for c in counts) or len(set(counts)) != len(counts):
+        raise ConfigError(f"--train-speakers '{text}': give distinct positive numbers, e.g. 25,50,100,200")
+    return sorted(counts)
+
+
+def run_config(config: Config, loss_name: str, budget_batches: int | None, budget_s: float | None,
+               seed_offset: int = 0) -> Config:
+    """The config of one run: the loss swapped, batches fit for pairs, budget and seed applied."""
     run = copy.deepcopy(config)
     if run.loss.name != loss_name:
         run.loss.name, run.loss.params = loss_name, {}
     run.data.chunks_per_speaker = max(2, run.data.chunks_per_speaker)
+    run.seed = config.seed + seed_offset
     if budget_batches is not None:
         # As many epochs as the config's epoch length needs, then equal epochs that add up
         # to the budget (or overshoot it by less than one batch per epoch).
@@ -77,7 +104,7 @@ def run_config(config: Config, loss_name: str, budget_batches: int | None, budge
     return run
 
 
-def _check(config: Config, losses: list[str]) -> None:
+def _check(config: Config, losses: list[str], seeds: int) -> None:
     from ..losses import LOSSES
 
     if not losses:
@@ -85,8 +112,80 @@ def _check(config: Config, losses: list[str]) -> None:
     unknown = [name for name in losses if name not in LOSSES]
     if unknown:
         raise ConfigError(f"--losses: unknown loss '{unknown[0]}'; allowed: {', '.join(sorted(LOSSES))}")
+    if len(set(losses)) != len(losses):
+        raise ConfigError(f"--losses: a loss is named twice in {', '.join(losses)}")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--seeds must be a positive number of training seeds, got {seeds!r}")
     if not config.evaluation.trials:
         raise ConfigError("evaluation.trials is required to compare losses: the test trial list")
+
+
+@contextmanager
+def torch_threads(threads: int | None):
+    """Run with exactly ``threads`` intra-op threads (None: leave torch's setting).
+
+    CPU reductions (matrix products, sums) split work by thread, so float results
+    can depend on the thread count: a fixed count makes a run reproducible whatever
+    the machine's load.
+    """
+    import torch
+
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ConfigError(f"--threads must be positive, got {threads}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def last_third_change(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Validation EER change (percentage points) over a run's last third of epochs.
+
+    With ``E`` epochs validated, it compares epoch ``E`` with epoch ``E - ceil(E / 3)``
+    (9 epochs: epoch 9 against epoch 6). None without validation or with one epoch.
+    """
+    evals = [(r["epoch"], r["val_eer"]) for r in history if r.get("val_eer") is not None]
+    if len(evals) < 2:
+        return None
+    k = len(evals) - math.ceil(len(evals) / 3) - 1
+    (start_epoch, start), (end_epoch, end) = evals[max(0, k)], evals[-1]
+    return {"from_epoch": start_epoch, "to_epoch": end_epoch, "from_eer": start, "to_eer": end,
+            "change": end - start}
+
+
+def _train_and_score(run: Config, run_dir: Path, corpus, progress: bool) -> dict[str, Any]:
+    """Train one run, test its best (else last) checkpoint; scores and timings."""
+    from ..evaluate.pipeline import cohort_embeddings, evaluate_trials
+    from ..inference.frontend import Frontend
+    from ..inference.loading import load_network
+    from .trainer import resolve_device, train
+
+    result = train(run, run_dir, progress=progress, overwrite=True)
+    if result.interrupted:  # Ctrl-C / SIGTERM: the run saved its checkpoint; stop the comparison too
+        raise KeyboardInterrupt(f"{run_dir}: training interrupted (checkpoint saved)")
+    # The checkpoint's network behind the front-end it was validated with: the same
+    # path (and so the same scores) as `embed` + `score` + `eval` and `calibrate` of it.
+    network, source = load_network(result.best_checkpoint or result.last_checkpoint)
+    frontend = Frontend(network, source.frontend, resolve_device(run.training.device))
+    started = time.perf_counter()
+    e = run.evaluation
+    cohort = cohort_embeddings(frontend, corpus, e.cohort_utterances_per_speaker, seed=run.seed, progress=progress)
+    metrics = evaluate_trials(frontend, e.trials, e.root, n_bootstrap=0, cohort=cohort, top_n=e.snorm_top_n,
+                              progress=progress, seed=run.seed)
+    return {
+        "seed": run.seed, "batches": result.batches_done, "epochs": result.epochs_done,
+        "best_val_eer": result.best_eer, "tested_checkpoint": "best" if result.best_checkpoint else "last",
+        "frontend": metrics["frontend"],
+        "val_eer": [r.get("val_eer") for r in result.history],
+        "val_change_last_third": last_third_change(result.history),
+        "cosine_scores": metrics["scores"], "snorm_scores": metrics["snorm_scores"], "labels": metrics["labels"],
+        "train_time_s": result.train_time_s, "eval_time_s": time.perf_counter() - started,
+    }
 
 
 def parse_losses(text: str) -> list[str]:
@@ -94,96 +193,60 @@ def parse_losses(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def compare(config: Config, losses: list[str], out_dir: str, budget: str | None = None,
-            progress: bool = True) -> CompareReport:
-    """Train and evaluate one model per loss; write the table and plots (see module docstring)."""
-    from ..evaluate.pipeline import cohort_embeddings, evaluate_trials
-    from ..inference.frontend import Frontend
-    from ..inference.loading import load_network
-    from .trainer import build_corpus, resolve_device, train
+def compare(config: Config, losses: list[str], out_dir: str, budget: str | None = None, seeds: int = 1,
+            threads: int | None = None, progress: bool = True) -> CompareReport:
+    """Train and evaluate every loss ``seeds`` times; write the tables and plots (module docstring)."""
+    from .trainer import build_corpus
 
-    _check(config, losses)
+    _check(config, losses, seeds)
     budget_batches, budget_s = parse_budget(budget)
     out = Path(out_dir)
-    device = resolve_device(config.training.device)
-    corpus = build_corpus(config)
-    rows, curves = [], {}
+    with torch_threads(threads):
+        corpus = build_corpus(config)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for name in losses:
+            for s in range(seeds):
+                run = run_config(config, name, budget_batches, budget_s, seed_offset=s)
+                if progress:
+                    print(f"== {name}, seed {run.seed} ({s + 1}/{seeds}): training ({_budget_text(run)}), "
+                          f"then testing on {config.evaluation.trials}", flush=True)
+                runs.setdefault(name, []).append(_train_and_score(run, out / name / f"seed{run.seed}", corpus,
+                                                                  progress))
+        return _write_report(out, runs, config, seeds, budget_s is not None, threads)
+
+
+def compare_scale(config: Config, losses: list[str], out_dir: str, train_speakers: list[int],
+                  budget: str | None = None, seeds: int = 1, threads: int | None = None,
+                  progress: bool = True) -> tuple[list[CompareReport], str]:
+    """:func:`compare` at each number of training speakers (nested subsets), then ``scale.png``
+    (mean EER with its 95% interval against training speakers, one line per loss),
+    ``scale.md`` and ``scale.json`` in ``out_dir``. Returns the reports and the plot's path."""
+    from ..evaluate.plots import plot_scale
+
+    out = Path(out_dir)
+    reports = []
+    for count in train_speakers:
+        scaled = copy.deepcopy(config)
+        scaled.data.num_speakers = count
+        if progress:
+            print(f"=== {count} training speakers", flush=True)
+        reports.append(compare(scaled, losses, str(out / f"speakers-{count}"), budget, seeds, threads, progress))
+    points = {name: [] for name in losses}
+    for count, report in zip(train_speakers, reports):
+        for row in report.rows:
+            summary = row["cosine"]
+            points[row["loss"]].append((count, summary["mean_eer"], *(summary["eer_ci"] or [None, None])))
+    plot = out / "scale.png"
+    plot_scale(points, plot)
+    lines = ["# Loss comparison against training speakers", "",
+             f"Mean test EER % over {seeds} seed(s), 95% interval over seeds and trials (two-level bootstrap). "
+             "Speaker subsets are nested (voxmetric.data.corpus.nested_speakers).", "",
+             "| loss | " + " | ".join(f"{c} speakers" for c in train_speakers) + " |",
+             "|---|" + "---|" * len(train_speakers)]
     for name in losses:
-        run = run_config(config, name, budget_batches, budget_s)
-        if progress:
-            print(f"== {name}: training ({_budget_text(run)})", flush=True)
-        result = train(run, out / name, progress=progress, overwrite=True)
-        # The checkpoint's network behind the front-end it was validated with: the same
-        # path (and so the same scores) as `embed` + `score` + `eval` and `calibrate` of it.
-        network, source = load_network(result.best_checkpoint or result.last_checkpoint)
-        frontend = Frontend(network, source.frontend, device)
-        if progress:
-            print(f"== {name}: evaluating on {config.evaluation.trials}", flush=True)
-        started = time.perf_counter()
-        e = config.evaluation
-        cohort = cohort_embeddings(frontend, corpus, e.cohort_utterances_per_speaker, seed=config.seed,
-                                   progress=progress)
-        metrics = evaluate_trials(frontend, e.trials, e.root, n_bootstrap=e.n_bootstrap, cohort=cohort,
-                                  top_n=e.snorm_top_n, progress=progress, seed=config.seed)
-        curves[name] = (metrics.pop("scores"), metrics.pop("labels"))
-        metrics.pop("snorm_scores", None)
-        rows.append({"loss": name, "train_time_s": result.train_time_s, "batches": result.batches_done,
-                     "eval_time_s": time.perf_counter() - started, **metrics})
-    return _write_report(out, rows, curves, config)
-
-
-def _budget_text(run: Config) -> str:
-    t = run.training
-    if t.max_time_s is not None:
-        return f"{t.max_time_s / 60:.1f} min"
-    return f"{t.epochs * t.batches_per_epoch} batches"
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:.2f}"
-
-
-def _ci(metrics: dict[str, Any]) -> str:
-    ci = metrics.get("eer_ci")
-    return "-" if ci is None else f"{_pct(ci[0])}-{_pct(ci[1])}"
-
-
-def results_table(rows: list[dict[str, Any]]) -> str:
-    """The paper-style Markdown table (EER in %, 95% CI by bootstrap over trials)."""
-    lines = [
-        "| loss | EER % | 95% CI | minDCF 0.01 | minDCF 0.05 | EER % s-norm | 95% CI s-norm "
-        "| minDCF 0.01 s-norm | train time |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        raw, norm = row["cosine"], row.get("snorm")
-        cells = [row["loss"], _pct(raw["eer"]), _ci(raw),
-                 f"{raw['min_dcf'][0.01]['min_dcf']:.3f}", f"{raw['min_dcf'][0.05]['min_dcf']:.3f}"]
-        if norm:
-            cells += [_pct(norm["eer"]), _ci(norm),
-                      f"{norm['min_dcf'][0.01]['min_dcf']:.3f}"]
-        else:
-            cells += ["-", "-", "-"]
-        cells.append(f"{row['train_time_s']:.0f} s / {row['batches']} batches")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _write_report(out: Path, rows, curves, config: Config) -> CompareReport:
-    from ..evaluate.plots import plot_det, plot_training_curves
-
-    table = results_table(rows)
-    trials = config.evaluation.trials
-    header = (f"# Loss comparison\n\nTest trials: `{trials}`. Model: `{config.model.name}`. "
-              f"Same seed ({config.seed}), batches and budget for every loss. EER 95% CI by bootstrap "
-              f"over trials; minDCF normalised (C_miss = C_fa = 1).\n\n")
-    with atomic_open(out / "results.md") as f:
-        f.write(header + table + "\n")
-    write_json(out / "results.json", {"config": config.to_dict(), "results": rows})
-    det = out / "det.png"
-    plot_det(curves, det)
-    curves_plot = out / "training_curves.png"
-    plot_training_curves({row["loss"]: out / row["loss"] / "metrics.jsonl" for row in rows}, curves_plot)
-    return CompareReport(str(out), rows, table, str(out / "results.md"), str(out / "results.json"),
-                         str(det), str(curves_plot))
-
+        cells = [f"{_pct(m)} ({_interval(lo, hi)})" for _, m, lo, hi in points[name]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    with atomic_open(out / "scale.md") as f:
+        f.write("\n".join(lines) + "\n")
+    write_json(out / "scale.json", {"train_speakers": train_speakers, "points": points})
+    return reports, str(plot)

@@ -54,6 +54,7 @@ class DataConfig:
     format: str = "auto"
     strict: bool = False  # a bad audio file in the corpus is an error (default: reported once and left out)
     split: str | None = None  # keep only this split's speakers, from the corpus' splits.json (built-in corpus)
+    num_speakers: int | None = None  # keep only this many speakers: a nested subset (data/corpus.nested_speakers)
     chunk_duration_s: float = 3.0
     speakers_per_batch: int = 128
     chunks_per_speaker: int = 1
@@ -222,6 +223,8 @@ def _check_values(config: Config) -> None:
     for name, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{name} must be >= 0, got {value!r}")
+    if config.data.num_speakers is not None and config.data.num_speakers < 1:
+        raise ConfigError(f"data.num_speakers must be positive or null (all), got {config.data.num_speakers}")
     if config.evaluation.snorm_top_n < 2:
         raise ConfigError(f"evaluation.snorm_top_n must be >= 2, got {config.evaluation.snorm_top_n}")
     allowed = {

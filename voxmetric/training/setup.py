@@ -39,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
 def build_corpus(config: Config):
     """The training corpus: ``data.corpus`` (one folder or several, pooled), speakers
     with less than ``data.min_speaker_duration_s`` of audio left out."""
-    from ..data.corpus import Corpus
+    from ..data.corpus import Corpus, nested_speakers
     from ..data.readers import read_corpus
 
     roots = config.data.corpus if isinstance(config.data.corpus, list) else [config.data.corpus]
@@ -49,6 +49,8 @@ def build_corpus(config: Config):
     if config.data.split:
         parts = [part.subset(split_speakers(root, config.data.split)) for root, part in zip(roots, parts)]
     corpus = parts[0] if len(parts) == 1 else Corpus([u for part in parts for u in part], root=roots[0])
+    if config.data.num_speakers is not None:
+        corpus = corpus.subset(nested_speakers(corpus.speakers, config.data.num_speakers))
     kept = corpus.with_min_duration(config.data.min_speaker_duration_s)
     if len(kept.speakers) < config.data.speakers_per_batch:
         raise ConfigError(

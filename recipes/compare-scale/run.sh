@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Loss comparison against the number of training speakers (not run in CI).
+# Generates a built-in synthetic corpus large enough for 200 training speakers (300 speakers:
+# 216 train / 24 val / 60 test), then runs the demo's comparison (voxmetric/configs/demo.yml)
+# with 25, 50, 100 and 200 nested training speakers, SEEDS seeds per loss, and plots scale.png
+# (mean test EER with its 95% interval over seeds and trials, one line per loss).
+#
+#   recipes/compare-scale/run.sh                    # full: 6 losses x 3 seeds x 4 sizes = 72 trainings
+#   SPEAKERS=25,50 LOSSES=ce,aam SEEDS=2 recipes/compare-scale/run.sh   # reduced
+#
+# Run from the repository root.
+set -euo pipefail
+WORK=${WORK:-work/compare-scale}
+SEEDS=${SEEDS:-3}
+LOSSES=${LOSSES:-ce,center,coco,aam,contrastive,triplet}
+SPEAKERS=${SPEAKERS:-25,50,100,200}
+CORPUS_SPEAKERS=${CORPUS_SPEAKERS:-300}
+PY=${PY:-python}
+mkdir -p "$WORK"
+$PY -m voxmetric.cli synth "$WORK/corpus" --speakers "$CORPUS_SPEAKERS" --utterances 8 --seed 0
+$PY - "$WORK" <<'PY'
+import sys
+from importlib import resources
+from pathlib import Path
+out = Path(sys.argv[1])
+(out / "demo.yml").write_text(resources.files("voxmetric.configs").joinpath("demo.yml").read_text())
+PY
+$PY -m voxmetric.cli compare "$WORK/demo.yml" --losses "$LOSSES" --seeds "$SEEDS" --threads "${THREADS:-2}" \
+  --train-speakers "$SPEAKERS" --out "$WORK/compare" "$@"
+echo "results: $WORK/compare/scale.md, plot: $WORK/compare/scale.png"

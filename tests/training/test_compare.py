@@ -1,0 +1,122 @@
+"""`compare` with seeds, significance and convergence; the deterministic demo."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from voxmetric.cli import main
+from voxmetric.data.corpus import nested_speakers
+from voxmetric.errors import ConfigError
+from voxmetric.training.compare import TIME_SECTION, last_third_change, parse_train_speakers
+
+from .test_trainer import TINY_MODEL, _config, tiny_corpus  # noqa: F401 (fixture)
+
+
+def _compare_config(tmp_path, corpus, **training):
+    config = _config(tmp_path, corpus, **training)
+    data = yaml.safe_load(config.read_text())
+    data["evaluation"] = {"trials": str(corpus / "trials.txt"), "root": str(corpus / "wav"),
+                          "snorm_top_n": 3, "cohort_utterances_per_speaker": 2, "n_bootstrap": 50}
+    data["frontend"]["vad"] = False  # the fixture's steady harmonic 'voices' have no speech/pause contrast
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+def test_compare_two_seeds_writes_tables_tests_and_curves(tmp_path, tiny_corpus, capsys):
+    config = _compare_config(tmp_path, tiny_corpus, epochs=2, batches_per_epoch=2)
+    out = tmp_path / "compare"
+    assert main(["compare", str(config), "--losses", "aam,triplet", "--seeds", "2", "--threads", "1",
+                 "--out", str(out), "-q"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == 2
+    rows = results["results"]
+    assert [r["loss"] for r in rows] == ["aam", "triplet"]
+    for row in rows:
+        assert len(row["cosine"]["eer"]) == 2 and len(row["cosine"]["min_dcf"]) == 2
+        assert row["cosine"]["mean_eer"] == pytest.approx(np.mean(row["cosine"]["eer"]))
+        assert row["cosine"]["eer_ci"] is not None and row["snorm"] is not None
+        assert [run["seed"] for run in row["runs"]] == [3, 4]  # config seed 3, then 4: same for both losses
+        assert all(run["batches"] == 4 and run["epochs"] == 2 for run in row["runs"])
+        assert all(run["val_change_last_third"] is not None for run in row["runs"])
+    assert len(results["pairwise"]) == 1 and 0 < results["pairwise"][0]["p_holm"] <= 1
+    scores = np.load(out / "scores.npz")
+    assert {"labels", "aam/seed3/cosine", "aam/seed4/cosine", "triplet/seed3/snorm"} <= set(scores.files)
+    # Same seed, same batches, same initial network for both losses: the runs' configs differ only in the loss.
+    a = yaml.safe_load((out / "aam" / "seed3" / "config.yml").read_text())
+    t = yaml.safe_load((out / "triplet" / "seed3" / "config.yml").read_text())
+    a.pop("loss"), t.pop("loss")
+    assert a == t
+    md = (out / "results.md").read_text()
+    for heading in ("## Results", "## Pairwise tests", "## Ranking, as far as the tests support it",
+                    "## Convergence", TIME_SECTION):
+        assert heading in md
+    for name in ("det.png", "training_curves.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert "| loss | EER % per seed" in capsys.readouterr().out
+    assert main(["compare", str(config), "--losses", "aam,nope", "--out", str(tmp_path / "x")]) == 1
+    assert "unknown loss 'nope'" in capsys.readouterr().err
+
+
+def test_nested_speaker_subsets_and_parsing():
+    speakers = [f"s{i:03d}" for i in range(200)]
+    small, large = nested_speakers(speakers, 25), nested_speakers(list(reversed(speakers)), 100)
+    assert len(small) == 25 and set(small) <= set(large)
+    assert nested_speakers(speakers, 25) == small  # fixed seed
+    with pytest.raises(ConfigError, match="num_speakers"):
+        nested_speakers(speakers, 201)
+    assert parse_train_speakers("50,25, 100") == [25, 50, 100]
+    for bad in ("0,5", "a,b", "5,5", ""):
+        with pytest.raises(ConfigError, match="--train-speakers"):
+            parse_train_speakers(bad)
+
+
+def test_last_third_change():
+    history = [{"epoch": e, "val_eer": v} for e, v in enumerate([30.0, 20.0, 15.0, 12.0, 11.5, 11.0, 11.2, 11.1, 11.0], 1)]
+    change = last_third_change(history)
+    assert (change["from_epoch"], change["to_epoch"]) == (6, 9) and change["change"] == pytest.approx(0.0)
+    assert last_third_change(history[:3])["from_epoch"] == 2  # 3 epochs: epoch 3 against epoch 2
+    assert last_third_change([{"epoch": 1, "val_eer": None}]) is None
+
+
+TINY_DEMO = {
+    "seed": 0,
+    "data": {"corpus": "corpus", "format": "voxceleb", "split": "train", "chunk_duration_s": 0.5,
+             "speakers_per_batch": 4, "chunks_per_speaker": 2, "min_speaker_duration_s": 4.0, "num_workers": 0},
+    "model": TINY_MODEL,
+    "optimizer": {"name": "adam", "lr": 0.005},
+    "training": {"epochs": 2, "batches_per_epoch": 2, "log_every_batches": 1},
+    "frontend": {"window_s": 1.0, "step_s": 0.5},
+    "validation": {"trials": "corpus/val_trials.txt", "root": "corpus/wav"},
+    "evaluation": {"trials": "corpus/test_trials.txt", "root": "corpus/wav", "snorm_top_n": 2,
+                   "cohort_utterances_per_speaker": 1, "n_bootstrap": 50},
+}
+
+
+@pytest.mark.slow
+def test_demo_twice_gives_byte_identical_tables(tmp_path, capsys):
+    from voxmetric.training.demo import run_demo
+
+    def once() -> tuple[str, str]:
+        assert run_demo(str(tmp_path / "demo"), seeds=2, progress=False, losses=("aam", "triplet"), speakers=10,
+                        utterances=4, config_text=yaml.safe_dump(TINY_DEMO), threads=1) == 0
+        md = (tmp_path / "demo" / "compare" / "results.md").read_text()
+        printed = capsys.readouterr().out
+        return md[:md.index(TIME_SECTION)], printed[printed.index("| loss"):printed.index("Computed now")]
+
+    first, second = once(), once()
+    assert first[0] == second[0] and first[1] == second[1]
+    assert "## Pairwise tests" in first[0]
+
+
+@pytest.mark.slow
+def test_compare_scale_plots_eer_against_training_speakers(tmp_path, tiny_corpus):
+    config = _compare_config(tmp_path, tiny_corpus, epochs=1, batches_per_epoch=2)
+    out = tmp_path / "scale"
+    assert main(["compare", str(config), "--losses", "aam,ce", "--train-speakers", "2,4", "--seeds", "1",
+                 "--set", "data.speakers_per_batch=2", "--out", str(out), "-q"]) == 0
+    assert (out / "scale.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| aam |" in (out / "scale.md").read_text()
+    first = yaml.safe_load((out / "speakers-2" / "aam" / "seed3" / "config.yml").read_text())
+    assert first["data"]["num_speakers"] == 2
