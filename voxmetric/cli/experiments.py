@@ -1,0 +1,120 @@
+"""Commands that make data and train: synth, train, compare, demo."""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from .common import EXIT_OK, _add_quiet, _command
+
+
+def add_synth(sub) -> None:
+    p = _command(sub, "synth", "generate the built-in synthetic multi-speaker corpus",
+                 "Generate the built-in corpus: VoxCeleb layout, train/val/test speakers, trials.",
+                 "voxmetric synth data/synth --speakers 40 --utterances 12")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the corpus to")
+    p.add_argument("--speakers", type=int, default=40, metavar="N", help="number of speakers")
+    p.add_argument("--utterances", type=int, default=12, metavar="K", help="utterances per speaker")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing corpus made with other settings")
+    _add_quiet(p)
+    p.set_defaults(func=_run_synth)
+
+def _run_synth(args) -> int:
+    from ..data.synth.corpus import synthesize
+
+    print(synthesize(args.out_dir, speakers=args.speakers, utterances=args.utterances, seed=args.seed,
+                     overwrite=args.overwrite, progress=not args.quiet))
+    return EXIT_OK
+
+def add_train(sub) -> None:
+    p = _command(sub, "train", "train an embedding network from a YAML config",
+                 "Train a network; checkpoints every epoch; --resume continues exactly. "
+                 "Under 'torchrun --nproc_per_node N' it trains with DDP.",
+                 "voxmetric train configs/sinctdnn_aam.yml --out exp/aam --set training.epochs=5")
+    p.add_argument("config", metavar="CONFIG.yml", help="training configuration")
+    p.add_argument("--out", metavar="EXP_DIR", help="experiment folder (default exp/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's checkpoints and logs in EXP_DIR")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set training.epochs=5 (repeatable; default: none)")
+    _add_quiet(p)
+    p.set_defaults(func=_run_train)
+
+def _run_train(args) -> int:
+    from ..training.config import default_exp_dir, load_config
+    from ..training.trainer import train
+
+    config = load_config(args.config, args.set)
+    out = args.out or default_exp_dir(args.config)
+    result = train(config, out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    status = "interrupted, checkpoint saved" if result.interrupted else "done"
+    best = f", best validation EER {result.best_eer:.2f}%" if result.best_eer is not None else ""
+    print(f"training {status}: {result.epochs_done} epochs, {result.batches_done} batches{best}; "
+          f"checkpoints in {out}/checkpoints")
+    if result.interrupted:  # the shell convention for a signal: 130 (SIGINT), 143 (SIGTERM)
+        return 128 + (result.stop_signal or 15)
+    return EXIT_OK
+
+def add_compare(sub) -> None:
+    p = _command(sub, "compare", "train and evaluate one model per loss, write the paper-style table",
+                 "Train every loss with the same config, batches and seeds, evaluate each on the test trials "
+                 "(cosine and s-norm) and write results.md / results.json (per-seed EER and minDCF, intervals "
+                 "over seeds and trials, Holm-corrected pairwise tests, the ranking as far as they support it), "
+                 "scores and DET / training-curve plots.",
+                 "voxmetric compare configs/synth.yml --losses aam,triplet --seeds 3")
+    p.add_argument("config", metavar="CONFIG.yml", help="training configuration shared by every loss")
+    p.add_argument("--losses", default="ce,center,coco,aam,contrastive,triplet",
+                   help="comma-separated loss names (default: the six of the paper)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default exp/<config name>-compare)")
+    p.add_argument("--budget", metavar="N|Nmin",
+                   help="training budget per run: a number of batches (default: the config's epochs), or minutes "
+                        "with 'min' (e.g. 2min; then results depend on the machine's speed and load)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="train every loss N times (seeds config.seed .. +N-1); intervals and tests cover seeds "
+                        "(default 1)")
+    p.add_argument("--train-speakers", metavar="N,N,...",
+                   help="repeat the comparison with nested subsets of this many training speakers and plot "
+                        "scale.png (default: all speakers once)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch intra-op threads, fixed so that floats are reproducible (default: torch's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable; default: none)")
+    _add_quiet(p)
+    p.set_defaults(func=_run_compare)
+
+def _run_compare(args) -> int:
+    from ..training.compare import compare, compare_scale, parse_losses, parse_train_speakers
+    from ..training.config import default_exp_dir, load_config
+
+    config = load_config(args.config, args.set)
+    out = args.out or default_exp_dir(args.config) + "-compare"
+    losses = parse_losses(args.losses)
+    train_speakers = parse_train_speakers(args.train_speakers)
+    if train_speakers:
+        _, plot = compare_scale(config, losses, out, train_speakers, budget=args.budget, seeds=args.seeds,
+                                threads=args.threads, progress=not args.quiet)
+        print(f"\nresults: {out}/scale.md  plot: {plot}")
+        return EXIT_OK
+    report = compare(config, losses, out, budget=args.budget, seeds=args.seeds, threads=args.threads,
+                     progress=not args.quiet)
+    print(report.table)
+    print(f"\nresults: {report.results_md}  plots: {report.det_plot}")
+    return EXIT_OK
+
+def add_demo(sub) -> None:
+    p = _command(sub, "demo", "the main job end to end on the built-in corpus: 6 losses x 3 seeds, deterministic",
+                 "Synthesise the corpus, train the paper's six losses for a fixed number of batches with 3 seeds "
+                 "each, test them and print the comparison with intervals and significance tests; the same "
+                 "machine prints the same table every time.",
+                 "voxmetric demo --out demo")
+    p.add_argument("--out", default="demo", metavar="DIR", help="output folder (default ./demo)")
+    p.add_argument("--seeds", type=int, default=3, metavar="N", help="training seeds per loss, at least 3 (default 3)")
+    _add_quiet(p)
+    p.set_defaults(func=_run_demo)
+
+def _run_demo(args) -> int:
+    from ..training.demo import run_demo
+
+    if args.seeds < 3:
+        raise UsageError(f"demo --seeds must be at least 3 (one seed cannot separate a loss from luck), "
+                         f"got {args.seeds}")
+    return run_demo(args.out, seeds=args.seeds, progress=not args.quiet)
