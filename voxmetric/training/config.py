@@ -77,10 +77,17 @@ class LossConfig:
 
 @dataclass
 class OptimizerConfig:
-    """``sgd``, ``adam`` or ``adamw``; the seed uses a constant learning rate of 0.01."""
+    """``sgd``, ``adam`` or ``adamw``; the seed uses a constant learning rate of 0.01.
+
+    ``network_lr_scale`` (fine-tuning): the network's parameters learn at ``lr *
+    network_lr_scale`` and the loss head's (e.g. the AAM class weights of your speakers)
+    at ``lr``, both following the schedule: a fresh head needs a high rate, a pretrained
+    network a low one that refines it without forgetting (see ``configs/finetune/``).
+    """
 
     name: str = "sgd"
     lr: float = 0.01
+    network_lr_scale: float = 1.0
     momentum: float = 0.9
     weight_decay: float = 0.0
 
@@ -117,6 +124,14 @@ class TrainingConfig:
     A batch whose loss or gradient is NaN or infinite is skipped (no weight update; counted
     as ``skipped_nonfinite`` in ``metrics.jsonl``); ``max_nonfinite_steps`` such batches in
     a row stop training with an error.
+
+    ``freeze_network_batches`` (fine-tuning from ``init_from``): for the first N optimiser
+    steps only the loss head learns; the network is frozen (no gradients, and eval mode so
+    that its batch-norm running statistics keep their pretrained values). A freshly
+    initialised head's large early gradients then never reach the pretrained network.
+    After N steps the network learns at ``optimizer.lr * optimizer.network_lr_scale``, its
+    warm-up (``schedule.warmup_batches``) restarted from there. N at or beyond the whole
+    run trains the head alone (a linear probe). Fixed on ``--resume``.
     """
 
     epochs: int = 10
@@ -130,6 +145,7 @@ class TrainingConfig:
     checkpoint_every_batches: int | None = 100
     checkpoint_every_s: float | None = 600.0
     max_nonfinite_steps: int = 20
+    freeze_network_batches: int = 0  # loss head only for the first N optimiser steps: see above
 
 
 @dataclass
@@ -146,10 +162,18 @@ class FrontendConfig:
 
 @dataclass
 class ValidationConfig:
-    """Validation EER after each epoch on a trial list (paths relative to ``root``)."""
+    """Validation EER after each epoch on a trial list (paths relative to ``root``).
+
+    ``at_start``: also validate the starting model before the first batch, logged as epoch 0
+    in ``metrics.jsonl`` and saved as ``checkpoints/best.pt``, so a fine-tune that never
+    beats its starting model ends with that model as ``best.pt`` (and says so) instead of a
+    worse one. ``null`` (the default) means true when ``init_from`` is set. Not repeated on
+    ``--resume``.
+    """
 
     trials: str | None = None
     root: str | None = None
+    at_start: bool | None = None
 
 
 @dataclass
@@ -217,6 +241,7 @@ def _check_values(config: Config) -> None:
     non_negative = {
         "data.num_workers": config.data.num_workers,
         "schedule.warmup_batches": config.schedule.warmup_batches,
+        "training.freeze_network_batches": config.training.freeze_network_batches,
         "schedule.min_lr": config.schedule.min_lr,
         "evaluation.n_bootstrap": config.evaluation.n_bootstrap,
     }
@@ -243,6 +268,12 @@ def _check_values(config: Config) -> None:
         for name in ("noise_prob", "rir_prob", "band_limit_prob", "eq_tilt_prob"):
             if not 0.0 <= getattr(augmentation, name) <= 1.0:
                 raise ConfigError(f"data.augmentation.{name} must be in [0, 1], got {getattr(augmentation, name)}")
+    if not config.optimizer.network_lr_scale > 0:
+        raise ConfigError(f"optimizer.network_lr_scale must be positive, got {config.optimizer.network_lr_scale!r} "
+                          f"(to keep the network fixed, set training.freeze_network_batches to the run's length)")
+    if config.validation.at_start and not config.validation.trials:
+        raise ConfigError("validation.at_start is true but validation.trials is not set: give the trials to "
+                          "validate the starting model on, or set validation.at_start=false")
     if config.frontend.window_s is not None and config.frontend.window_s <= 0:
         raise ConfigError(f"frontend.window_s must be positive or null (whole file), got {config.frontend.window_s}")
     if config.frontend.rms_dbfs is not None and config.frontend.rms_dbfs >= 0:

@@ -135,6 +135,10 @@ def describe_run(config: Config, corpus, resumed_at=None) -> list[str]:
     lines = [f"corpus: {len(corpus.speakers)} speakers, {len(corpus)} utterances, "
              f"{corpus.total_duration_s / 3600:.2f} hours ({', '.join(roots)})",
              f"initialised from {config.init_from}" if config.init_from else "initialised from scratch (random weights)"]
+    frozen, scale = config.training.freeze_network_batches, config.optimizer.network_lr_scale
+    if frozen or scale != 1.0:
+        lines.append((f"network frozen for the first {frozen} batches (loss head only), then " if frozen else
+                      "network ") + f"at optimizer.lr x {scale:g}, loss head at optimizer.lr")
     if resumed_at is not None:
         epochs, batches, checkpoint = resumed_at
         per_epoch = config.training.batches_per_epoch

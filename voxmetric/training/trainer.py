@@ -8,6 +8,11 @@ validation EER). ``resume=True`` continues exactly where ``last.pt`` stopped:
 the batch stream is a function of (seed, rank, batch number) only, and the
 model, loss, optimiser and scheduler states are restored.
 
+Fine-tuning (:mod:`.finetune`): the network can be frozen for the first batches while
+the new loss head learns (``training.freeze_network_batches``), then learn at a lower
+rate (``optimizer.network_lr_scale``); the starting model is validated as epoch 0
+(``validation.at_start``) and is the first ``best.pt``.
+
 Faults lose nothing: ``last.pt`` is also written within epochs (every
 ``training.checkpoint_every_batches`` batches or ``checkpoint_every_s`` seconds) and
 the checkpoint it replaces is kept as ``last.prev.pt``; a checkpoint that cannot be
@@ -40,14 +45,14 @@ import torch
 from tqdm import tqdm
 
 from . import distributed
-from ..inference.checkpoint import load_checkpoint, save_checkpoint
+from ..inference.checkpoint import save_checkpoint
 from .config import Config, save_config
-from .optim import build_optimizer, lr_factor
-from .run_state import (RESUME_FIXED_SECTIONS, _changed_keys, _keep_previous, cut_log,  # noqa: F401
-                        _StopRequest)
+from .finetune import NetworkFreeze, no_improvement_note, start_record, validates_at_start
+from .optim import build_optimizer, build_scheduler
+from .run_state import _keep_previous, check_fresh, cut_log, resume_changes, resume_state, _StopRequest
 from .setup import (TrainStep, build_corpus, build_dataset, build_model_and_loss, frontend_settings,  # noqa: F401
                     describe_run, resolve_device, validate)
-from ..errors import CheckpointError, ConfigError, TrainingError
+from ..errors import ConfigError, TrainingError
 from ..fileio import atomic_open
 
 
@@ -77,17 +82,18 @@ class Trainer:
         self.device = resolve_device(config.training.device)
         self.checkpoints = self.out / "checkpoints"
         if not resume:
-            self._check_fresh(overwrite)
+            check_fresh(self.out, overwrite)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)
-        state = self._resume_state() if resume else None
+        state = resume_state(self.checkpoints) if resume else None
 
         self.corpus = build_corpus(config)
         self.speakers = self.corpus.speakers
         model, loss = build_model_and_loss(config, len(self.speakers))
         self.step = TrainStep(model, loss).to(self.device)
-        self.optimizer = build_optimizer(config, self.step.parameters())
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda b: lr_factor(config, b))
+        self.optimizer = build_optimizer(config, model, loss)
+        self.scheduler = build_scheduler(config, self.optimizer)
+        self.freeze = NetworkFreeze(model, loss, config.training.freeze_network_batches, config.loss.name)
         self.batches_done, self.epochs_done, self.best_eer, self.stale_epochs = 0, 0, None, 0
         self.history: list[dict[str, Any]] = []
         self.train_time_s = 0.0
@@ -96,48 +102,15 @@ class Trainer:
         self.resumed = state is not None
         if state is not None:
             self._load_state(state)
+        self.freeze.apply(self.batches_done)  # before DDP wraps: it syncs what requires gradients
         self.ddp_step = distributed.wrap(self.step, self.device)
 
     # --- state ----------------------------------------------------------------------------
 
-    def _check_fresh(self, overwrite: bool) -> None:
-        """A new run never mixes with an earlier one's checkpoints and logs."""
-        earlier = [p for p in (self.checkpoints / "last.pt", self.checkpoints / "best.pt", self.out / "metrics.jsonl",
-                               self.checkpoints / "last.prev.pt") if p.exists()]
-        if not earlier:
-            return
-        if not overwrite:
-            raise ConfigError(f"{self.out} already holds a training run ({earlier[0].name}): continue it with "
-                              f"--resume, replace it with --overwrite, or choose another --out")
-        if distributed.is_main():
-            for path in earlier:
-                path.unlink()
-
-    def _resume_state(self) -> dict[str, Any] | None:
-        last, previous = self.checkpoints / "last.pt", self.checkpoints / "last.prev.pt"
-        if not last.exists():
-            raise ConfigError(f"--resume: no checkpoint to resume from at {last}")
-        try:
-            state = load_checkpoint(last)
-            for key in ("model", "optimizer", "batches_done", "epochs_done", "config", "speakers"):
-                if key not in state:
-                    raise CheckpointError(f"{last}: not a training checkpoint (no '{key}')")
-            return state
-        except CheckpointError as error:
-            hint = "no earlier checkpoint is kept: start again with --overwrite"
-            if previous.exists():
-                try:
-                    kept = load_checkpoint(previous)
-                    hint = (f"the previous checkpoint {previous} (epoch {kept['epochs_done']}, batch "
-                            f"{kept['batches_done']}) is intact: copy it over {last} and run --resume again")
-                except (CheckpointError, KeyError):
-                    hint = f"the previous checkpoint {previous} is unreadable too: start again with --overwrite"
-            raise CheckpointError(f"--resume: {error}; {hint}") from None
-
     def _load_state(self, state: dict[str, Any]) -> None:
         if state["speakers"] != self.speakers:
             raise ConfigError("--resume: the corpus' speakers differ from the checkpoint's")
-        changed = _changed_keys(state["config"], self.config.to_dict(), RESUME_FIXED_SECTIONS)
+        changed = resume_changes(state["config"], self.config.to_dict())
         if changed:
             raise ConfigError(f"--resume: the config changed what the checkpoint was trained with "
                               f"({', '.join(changed)}); resume with the same model, loss, optimizer, schedule "
@@ -242,6 +215,8 @@ class Trainer:
                                   pin_memory=self.device.type == "cuda"))
         interrupted, stop_signal = False, None
         with _StopRequest() as stop:
+            if not self.resumed and validates_at_start(self.config):
+                self._validate_start()
             while self.epochs_done < t.epochs and not interrupted:
                 interrupted = self._epoch(loader, stop)
                 if interrupted:
@@ -252,6 +227,8 @@ class Trainer:
                     break
         if self._tensorboard is not None:
             self._tensorboard.close()
+        if not interrupted and distributed.is_main() and (note := no_improvement_note(self.history)):
+            print(note, flush=True)
         best = self.checkpoints / "best.pt"
         return TrainResult(
             str(self.out), self.epochs_done, self.batches_done, self.best_eer,
@@ -288,7 +265,8 @@ class Trainer:
             if self.batches_done % t.log_every_batches == 0:
                 recent = running[-t.log_every_batches:]
                 self._log({"batch": self.batches_done, "loss": float(np.mean(recent)) if recent else None,
-                           "lr": self.scheduler.get_last_lr()[0], "chunks_per_s": rate,
+                           "lr": self.scheduler.get_last_lr()[0], "network_lr": self.scheduler.get_last_lr()[-1],
+                           "chunks_per_s": rate,
                            "skipped_nonfinite": self.skipped_nonfinite})
             out_of_time, stop_now = distributed.any_rank((self._out_of_time(), stop.requested), self.device)
             if out_of_time:
@@ -315,6 +293,8 @@ class Trainer:
 
     def _train_batch(self, waveforms: torch.Tensor, labels: torch.Tensor) -> float | None:
         """One optimiser step; ``None`` when the batch was skipped for a non-finite loss or gradient."""
+        if self.freeze.apply(self.batches_done):
+            self.ddp_step = distributed.wrap(self.step, self.device)
         use_amp = self.config.training.amp and self.device.type == "cuda"
         buffers = [(b, b.detach().clone()) for b in self.step.buffers()]  # batch-norm statistics, restored on a skip
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -354,6 +334,18 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         return value
+
+    def _validate_start(self) -> None:
+        """Epoch 0: the starting model's validation EER, logged, printed and saved as ``best.pt``
+        (a run that never beats it keeps it); once, not again on ``--resume``."""
+        eer = validate(self.step.model, self.config, self.device, self.progress) if distributed.is_main() else None
+        self.best_eer = distributed.broadcast_float(eer, self.device)
+        record = start_record(self.best_eer)
+        self.history.append(record)
+        self._log(record)
+        self._save(best=self.best_eer is not None)
+        if self.progress and self.best_eer is not None:
+            print(f"epoch 0 (starting model): validation EER {self.best_eer:.2f}%", flush=True)
 
     def _end_epoch(self) -> bool:
         """Validate, checkpoint, log; True when early stopping says stop."""
