@@ -42,6 +42,7 @@ from tqdm import tqdm
 from . import distributed
 from ..inference.checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, save_config
+from .frontend_select import after_training
 from .optim import build_optimizer, lr_factor
 from .run_state import (RESUME_FIXED_SECTIONS, _changed_keys, _keep_previous, cut_log,  # noqa: F401
                         _StopRequest)
@@ -252,6 +253,8 @@ class Trainer:
                     break
         if self._tensorboard is not None:
             self._tensorboard.close()
+        if not interrupted:  # the front-end chosen on validation, stored in the checkpoints (rank 0)
+            after_training(self.out, self.config, self.device, self.progress)
         best = self.checkpoints / "best.pt"
         return TrainResult(
             str(self.out), self.epochs_done, self.batches_done, self.best_eer,
