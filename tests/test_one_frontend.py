@@ -9,6 +9,7 @@ import yaml
 from voxmetric.cli import main
 from voxmetric.data.synth import synthesize
 from voxmetric.data.trials import read_trials, trial_keys
+from voxmetric.inference.checkpoint import load_checkpoint
 
 from .training.test_trainer import TINY_MODEL
 
@@ -37,8 +38,10 @@ def test_compare_embed_score_eval_and_calibrate_agree_exactly(tmp_path):
     assert main(["compare", str(path), "--losses", "aam", "--budget", "3", "--out", str(out), "-q"]) == 0
     row = json.loads((out / "results.json").read_text())["results"][0]
     run = row["runs"][0]
-    assert run["frontend"] == {"vad": True, "window_s": 1.5, "step_s": 0.5, "rms_dbfs": None}
     checkpoint = out / "aam" / f"seed{run['seed']}" / "checkpoints" / f"{run['tested_checkpoint']}.pt"
+    # the window validation chose at the end of training (VAD and level: the config's), stored in the checkpoint
+    assert run["frontend"] == load_checkpoint(checkpoint)["frontend"]
+    assert (run["frontend"]["vad"], run["frontend"]["rms_dbfs"]) == (True, None)
 
     keys = tmp_path / "keys.txt"
     keys.write_text("\n".join(trial_keys(read_trials(trials))) + "\n")

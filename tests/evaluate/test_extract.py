@@ -6,7 +6,7 @@ import torch
 
 from voxmetric import audio
 from voxmetric.errors import AudioError
-from voxmetric.evaluate.extract import embed_waveform, extract_embeddings, window_starts
+from voxmetric.evaluate.extract import embed_waveform, embed_waveform_each, extract_embeddings, window_starts
 
 
 class WindowMean(torch.nn.Module):
@@ -144,3 +144,38 @@ def test_whole_input_of_a_global_model_is_cut_into_equal_segments(rng):
     unlimited = embed_waveform(model, waveform, window_s=None, max_whole_s=None)
     with torch.inference_mode():
         np.testing.assert_allclose(unlimited, model(torch.from_numpy(waveform)[None])[0].numpy(), atol=1e-5)
+
+
+WINDOWS = [(None, 0.1), (1.0, 0.5), (2.0, 0.3), (1.3, 0.25), (9.0, 1.0)]  # the last longer than the input: whole
+
+
+def test_embed_waveform_each_shares_the_frames_of_a_frame_local_model(rng, monkeypatch):
+    model = _local_sinctdnn()
+    n = 16000 * 4 + 333  # a tone, then noise: windows see different halves, the whole input both
+    waveform = np.where(np.arange(n) < n // 2, 0.3 * np.sin(np.arange(n) * 0.05), 0.1 * rng.standard_normal(n))
+    waveform = waveform.astype(np.float32)
+    expected = [embed_waveform(model, waveform, window_s, step_s) for window_s, step_s in WINDOWS]
+    passes = []
+    frames = model.frames
+    monkeypatch.setattr(model, "frames", lambda waveforms: passes.append(waveforms.shape) or frames(waveforms))
+    each = embed_waveform_each(model, waveform, WINDOWS)
+    assert len(passes) == 1  # the frame layers ran once for the five settings
+    atol = 1e-7 * max(1.0, np.abs(expected[0]).max())  # float rounding (equal here, but block edges may move)
+    for got, want in zip(each, expected):
+        assert got.dtype == np.float32 and got.shape == (16,)
+        np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+    for other in expected[1:4]:  # the settings do differ, by far more than the tolerance
+        assert np.abs(other - expected[0]).max() > 20 * atol
+    np.testing.assert_array_equal(each[4], each[0])  # a window longer than the input: the whole input
+
+
+def test_embed_waveform_each_is_embed_waveform_where_frames_cannot_be_shared(rng):
+    from voxmetric.models import build_model
+
+    torch.manual_seed(0)
+    instance_norm = build_model("sinctdnn", tdnn_channels=32, tdnn_stats_channels=64, embedding_dim=16).eval()
+    waveform = (0.1 * rng.standard_normal(16000 * 3)).astype(np.float32)
+    for model, block_s in ((instance_norm, 15.0), (_local_sinctdnn(), 1.0)):  # non-local; longer than a block
+        each = embed_waveform_each(model, waveform, WINDOWS[:3], block_s=block_s)
+        for got, (window_s, step_s) in zip(each, WINDOWS[:3]):
+            np.testing.assert_array_equal(got, embed_waveform(model, waveform, window_s, step_s, block_s=block_s))

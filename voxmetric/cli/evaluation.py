@@ -24,9 +24,10 @@ def add_embed(sub) -> None:
                                                  "keys of a trial list, for 'voxmetric score')")
     p.add_argument("--out", required=True, metavar="EMB_FILE", help="output .npz or .safetensors")
     p.add_argument("--window", type=float, metavar="S",
-                   help="window in seconds; 0 = whole file (default: the model's, 3.0 for checkpoints)")
+                   help="window in seconds; 0 = whole file (default: the model's; a checkpoint's is the one "
+                        "validation chose at the end of training)")
     p.add_argument("--step", type=float, metavar="S",
-                   help="window step in seconds (default: the model's, 0.1 for checkpoints)")
+                   help="window step in seconds (default: the model's, as for --window)")
     _add_skip_errors(p)
     _add_quiet(p)
     p.set_defaults(func=_run_embed)

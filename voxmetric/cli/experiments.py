@@ -27,15 +27,21 @@ def _run_synth(args) -> int:
 
 def add_train(sub) -> None:
     p = _command(sub, "train", "train an embedding network from a YAML config",
-                 "Train a network; checkpoints every epoch; --resume continues exactly. "
+                 "Train a network; checkpoints every epoch; --resume continues exactly. At the end the "
+                 "extraction window (the config's, whole utterance, validation.frontend_candidates) with the "
+                 "lowest validation EER is stored in best.pt and last.pt, where embed/verify/calibrate read it. "
                  "Under 'torchrun --nproc_per_node N' it trains with DDP.",
-                 "voxmetric train configs/sinctdnn_aam.yml --out exp/aam --set training.epochs=5")
+                 "voxmetric train configs/sinctdnn_aam.yml --out exp/aam --set training.epochs=5\n"
+                 "  voxmetric train configs/sinctdnn_aam.yml --out exp/aam --select-frontend-only")
     p.add_argument("config", metavar="CONFIG.yml", help="training configuration")
     p.add_argument("--out", metavar="EXP_DIR", help="experiment folder (default exp/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's checkpoints and logs in EXP_DIR")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.epochs=5 (repeatable; default: none)")
+    p.add_argument("--select-frontend-only", action="store_true",
+                   help="train nothing: choose the front-end of the run already in EXP_DIR on the config's "
+                        "validation trials and store it in its best.pt and last.pt")
     _add_quiet(p)
     p.set_defaults(func=_run_train)
 
@@ -45,6 +51,8 @@ def _run_train(args) -> int:
 
     config = load_config(args.config, args.set)
     out = args.out or default_exp_dir(args.config)
+    if args.select_frontend_only:
+        return _select_frontend(args, config, out)
     result = train(config, out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     status = "interrupted, checkpoint saved" if result.interrupted else "done"
     best = f", best validation EER {result.best_eer:.2f}%" if result.best_eer is not None else ""
@@ -52,6 +60,15 @@ def _run_train(args) -> int:
           f"checkpoints in {out}/checkpoints")
     if result.interrupted:  # the shell convention for a signal: 130 (SIGINT), 143 (SIGTERM)
         return 128 + (result.stop_signal or 15)
+    return EXIT_OK
+
+def _select_frontend(args, config, out: str) -> int:
+    from ..training.frontend_select import select_for_run
+
+    if args.resume or args.overwrite:
+        raise UsageError("--select-frontend-only trains nothing: drop --resume / --overwrite")
+    choice = select_for_run(out, config, progress=not args.quiet)
+    print(f"{choice.summary()}; stored in {out}/checkpoints")
     return EXIT_OK
 
 def add_compare(sub) -> None:

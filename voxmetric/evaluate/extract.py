@@ -49,10 +49,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import audio
-from .shared_frames import DEFAULT_BLOCK_S, frame_aligned_starts, shared_frame_embeddings, shares_frames_exactly
-from .shared_frames import supports_shared_frames
-
-from .shared_frames import whole_input_moments
+from .shared_frames import DEFAULT_BLOCK_S, frame_aligned_starts, pool_windows, shared_frame_embeddings
+from .shared_frames import shares_frames_exactly, supports_shared_frames, whole_input_moments
 
 MAX_WHOLE_S = 60.0
 """Longest input a non-frame-local model embeds in one pass with ``window_s=None`` (module docstring)."""
@@ -239,6 +237,54 @@ def embed_waveform(
             batches = naive_window_embeddings(model, signal, starts, window, batch_size)
         total = sum(batch.to("cpu", torch.float64).sum(0) for batch in batches)
     return (total / len(starts)).numpy().astype(np.float32)
+
+
+def embed_waveform_each(
+    model: torch.nn.Module,
+    waveform: np.ndarray,
+    windows: Sequence[tuple[float | None, float]],
+    device: str | torch.device = "cpu",
+    sample_rate_hz: int = audio.SAMPLE_RATE_HZ,
+    block_s: float = DEFAULT_BLOCK_S,
+) -> list[np.ndarray]:
+    """One waveform's embedding under each ``(window_s, step_s)`` of ``windows``, each equal (up
+    to float rounding) to :func:`embed_waveform` with that window and step.
+
+    Choosing the extraction settings on validation
+    (:mod:`voxmetric.training.frontend_select`) embeds every file several ways. For a
+    frame-local mean/std-pooling model (:func:`shares_frames_exactly`) and a waveform of at
+    most one block (``block_s``, as validation files are) the frame layers run once and the
+    whole-waveform embedding and every window layout are pooled from those frames (the
+    costly part of SincTDNN is its frame layers); otherwise each setting is computed on its
+    own by :func:`embed_waveform`.
+
+    Returns:
+        ``len(windows)`` ``(dim,)`` float32 embeddings, in the order of ``windows``.
+    """
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if not (shares_frames_exactly(model) and waveform.ndim == 1
+            and model.min_samples <= waveform.size <= block_s * sample_rate_hz + model.receptive_field_samples):
+        return [embed_waveform(model, waveform, window_s, step_s, device=device, sample_rate_hz=sample_rate_hz,
+                               block_s=block_s) for window_s, step_s in windows]
+    device = torch.device(device)
+    if _device_of(model) != device:
+        model.to(device)
+    hop, rows = model.frame_hop_samples, []
+    with _inference(model):
+        frames = model.frames(torch.from_numpy(waveform).to(device)[None])  # (1, channels, frames)
+        for window_s, step_s in windows:
+            window = None if window_s is None else _to_samples(window_s, sample_rate_hz, "window_s")
+            if window is None or waveform.size <= window:  # as embed_waveform: the whole input
+                rows.append(model.embed_frames(frames)[0].to("cpu", torch.float64))
+                continue
+            starts = window_starts(waveform.size, window, _to_samples(step_s, sample_rate_hz, "step_s"))
+            start_frames = frame_aligned_starts(starts, hop, waveform.size, window) // hop
+            window_frames = model.num_frames(window)
+            # Only the frames the windows cover, as shared_frame_embeddings computes them.
+            used = frames[0, :, : int(start_frames[-1]) + window_frames]
+            pooled = pool_windows(model, used, start_frames, window_frames)
+            rows.append(pooled.to("cpu", torch.float64).sum(0) / len(start_frames))
+    return [row.numpy().astype(np.float32) for row in rows]
 
 
 def extract_embeddings(

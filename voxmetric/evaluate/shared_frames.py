@@ -180,10 +180,18 @@ def shared_frame_embeddings(
                 f"{type(model).__name__}.frames gave {frames.shape[1]} frames for {end - begin} samples, "
                 f"expected {num_frames}: frame_hop_samples / receptive_field_samples disagree with frames()"
             )
-        offsets = torch.as_tensor(start_frames[first:stop] - frame0, device=frames.device)
-        mean, variance = _window_moments(frames, offsets, window_frames)
-        del frames
-        yield model.embed_moments(mean, variance)
+        embeddings = pool_windows(model, frames, start_frames[first:stop] - frame0, window_frames)
+        del frames  # before the caller resumes: one block's frames alive at a time
+        yield embeddings
+
+
+def pool_windows(model: EmbeddingModel, frames: Tensor, offsets: np.ndarray, window_frames: int) -> Tensor:
+    """Embeddings ``(windows, embedding_dim)`` of the windows of ``window_frames`` frames starting at
+    frame ``offsets`` ``(windows,)`` of ``frames`` ``(channels, frames)`` (mean/std pooling, then
+    :meth:`~voxmetric.models.base.EmbeddingModel.embed_moments`)."""
+    offsets = torch.as_tensor(np.asarray(offsets, dtype=np.int64), device=frames.device)
+    mean, variance = _window_moments(frames, offsets, window_frames)
+    return model.embed_moments(mean, variance)
 
 
 def whole_input_moments(model: EmbeddingModel, signal: Tensor, block_s: float = DEFAULT_BLOCK_S) -> tuple[Tensor, Tensor]:

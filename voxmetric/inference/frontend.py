@@ -37,7 +37,7 @@ import torch
 from .. import audio
 from ..audio.quality import QualityReport, load_speech
 from ..errors import AudioError
-from ..evaluate.extract import DEFAULT_STEP_S, DEFAULT_WINDOW_S, embed_waveform
+from ..evaluate.extract import DEFAULT_STEP_S, DEFAULT_WINDOW_S, embed_waveform, embed_waveform_each
 
 SILENCE_DBFS = -90.0
 """Input quieter than this (RMS, dB re full scale) is refused as silent: nothing to embed."""
@@ -221,6 +221,19 @@ class Frontend:
         except (AudioError, ValueError) as error:  # e.g. too short for the network: say which input
             raise AudioError(f"{source_name(item)}: {error}") from None
         return embedding, report
+
+    def embed_each(self, item, windows: Sequence[tuple[float | None, float]]) -> list[np.ndarray]:
+        """``(dim,)`` float32 embeddings of one file or array under each ``(window_s, step_s)`` of
+        ``windows`` (VAD and level: this front-end's), each equal up to float rounding to
+        :meth:`embed` with that window and step. The input is read, trimmed and level-normalised
+        once, and frame-local networks compute its frames once
+        (:func:`~voxmetric.evaluate.extract.embed_waveform_each`): how validation compares
+        windows at the end of training (:mod:`voxmetric.training.frontend_select`)."""
+        waveform, _ = self.prepare(item)
+        try:
+            return embed_waveform_each(self.network, waveform, windows, device=self.device)
+        except (AudioError, ValueError) as error:
+            raise AudioError(f"{source_name(item)}: {error}") from None
 
     def embed_files(self, items: Sequence, sample_rate_hz: int | None = None,
                     progress: bool = False) -> np.ndarray:

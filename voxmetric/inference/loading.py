@@ -6,7 +6,8 @@ Three kinds of ``name_or_path``:
   its SHA-256 checked against the ``manifest.json`` beside it before anything is read;
 * an exported weights file ``*.safetensors`` (:mod:`voxmetric.inference.weights`);
 * a training checkpoint ``*.pt`` (:mod:`voxmetric.inference.checkpoint`): no
-  calibration and no threshold; its front-end settings are those it was validated with.
+  calibration and no threshold; its front-end settings are its config's, with the window and
+  step validation chose at the end of training (:mod:`voxmetric.training.frontend_select`).
 """
 
 from __future__ import annotations

@@ -241,8 +241,8 @@ def embed_to_file(model_spec: str, paths: list[str], out: str, window_s: float |
 
     ``model_spec`` is anything :func:`load_model` takes (a bundled name, a weights file,
     a training checkpoint); the files go through that model's front-end (its window, step
-    and input level; a checkpoint's are those it was validated with) unless ``window_s``
-    (``None`` = whole file) or ``step_s`` are given. With ``vad`` (the default, as for
+    and input level; a checkpoint's window and step are those validation chose at the end of
+    training) unless ``window_s`` (``None`` = whole file) or ``step_s`` are given. With ``vad`` (the default, as for
     ``verify``) non-speech is trimmed first, so that embeddings scored here give exactly
     the scores ``verify`` prints.
 

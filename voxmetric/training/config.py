@@ -161,6 +161,19 @@ class FrontendConfig:
 
 
 @dataclass
+class WindowCandidate:
+    """One extraction setting validation may choose at the end of training: ``window_s``
+    seconds every ``step_s`` (``window_s: null``: the whole file at once)."""
+
+    window_s: float | None = None
+    step_s: float = DEFAULT_STEP_S
+
+
+def _default_candidates() -> list[WindowCandidate]:
+    return [WindowCandidate(None), WindowCandidate(2.0, 1.0), WindowCandidate(3.0, 1.5)]
+
+
+@dataclass
 class ValidationConfig:
     """Validation EER after each epoch on a trial list (paths relative to ``root``).
 
@@ -169,11 +182,20 @@ class ValidationConfig:
     beats its starting model ends with that model as ``best.pt`` (and says so) instead of a
     worse one. ``null`` (the default) means true when ``init_from`` is set. Not repeated on
     ``--resume``.
+
+    With ``select_frontend`` (the default) and validation trials, the end of training measures
+    the best checkpoint's validation EER with the ``frontend:`` section's window and step and
+    with each of ``frontend_candidates``, and stores the lowest (ties: the fewest windows per
+    minute of audio) in ``best.pt`` and ``last.pt``, where ``embed``, ``verify``, ``calibrate``
+    and ``export`` of them read it (:mod:`voxmetric.training.frontend_select`). Per-epoch
+    validation always uses the ``frontend:`` section, so epochs stay comparable.
     """
 
     trials: str | None = None
     root: str | None = None
     at_start: bool | None = None
+    select_frontend: bool = True
+    frontend_candidates: list[WindowCandidate] = field(default_factory=_default_candidates)
 
 
 @dataclass
@@ -276,6 +298,12 @@ def _check_values(config: Config) -> None:
                           "validate the starting model on, or set validation.at_start=false")
     if config.frontend.window_s is not None and config.frontend.window_s <= 0:
         raise ConfigError(f"frontend.window_s must be positive or null (whole file), got {config.frontend.window_s}")
+    for index, candidate in enumerate(config.validation.frontend_candidates):
+        where = f"validation.frontend_candidates[{index}]"
+        if candidate.window_s is not None and candidate.window_s <= 0:
+            raise ConfigError(f"{where}.window_s must be positive or null (whole file), got {candidate.window_s}")
+        if candidate.step_s <= 0:
+            raise ConfigError(f"{where}.step_s must be positive, got {candidate.step_s}")
     if config.frontend.rms_dbfs is not None and config.frontend.rms_dbfs >= 0:
         raise ConfigError(f"frontend.rms_dbfs must be negative (dB re full scale) or null, got {config.frontend.rms_dbfs}")
 

@@ -48,6 +48,7 @@ from . import distributed
 from ..inference.checkpoint import save_checkpoint
 from .config import Config, save_config
 from .finetune import NetworkFreeze, no_improvement_note, start_record, validates_at_start
+from .frontend_select import after_training
 from .optim import build_optimizer, build_scheduler
 from .run_state import _keep_previous, check_fresh, cut_log, resume_changes, resume_state, _StopRequest
 from .setup import (TrainStep, build_corpus, build_dataset, build_model_and_loss, frontend_settings,  # noqa: F401
@@ -229,6 +230,8 @@ class Trainer:
             self._tensorboard.close()
         if not interrupted and distributed.is_main() and (note := no_improvement_note(self.history)):
             print(note, flush=True)
+        if not interrupted:  # the front-end chosen on validation, stored in the checkpoints (rank 0)
+            after_training(self.out, self.config, self.device, self.progress)
         best = self.checkpoints / "best.pt"
         return TrainResult(
             str(self.out), self.epochs_done, self.batches_done, self.best_eer,
