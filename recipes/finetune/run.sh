@@ -6,11 +6,13 @@
 #   recipes/finetune/run.sh ecapa-aam             # full: 600 batches, then before/after figures
 #   recipes/finetune/run.sh sinctdnn-aam
 #   SMOKE=1 QUIET=1 recipes/finetune/run.sh ecapa-aam  # every step in minutes: 3 batches, tiny sets
+#   recipes/finetune/run.sh ecapa-aam --set training.epochs=3   # further arguments go to `voxmetric train`
 #
 # Run from the repository root; ../shared/data must exist beside it. PY picks the Python, WORK
 # the data layout (default data/finetune-speechocean), EXP the run (default exp/finetune-MODEL).
 set -euo pipefail
 MODEL=${1:-ecapa-aam}
+shift || true
 SHARED=${SHARED:-../shared/data}
 WORK=${WORK:-data/finetune-speechocean}
 EXP=${EXP:-exp/finetune-$MODEL}
@@ -47,7 +49,7 @@ PATHS=(--set data.corpus="$ABS_WORK/train" --set validation.trials="$ABS_WORK/va
        --set data.augmentation.rir_dir="$ABS_WORK/rirs")
 if [[ ! -f "$EXP/train_result.json" ]]; then
   RESUME=(); [[ -f "$EXP/checkpoints/last.pt" ]] && RESUME=(--resume)
-  $PY -m voxmetric.cli train ${QUIET:+-q} "$CONFIG" --out "$EXP" "${RESUME[@]}" "${PATHS[@]}" "${EXTRA[@]}"
+  $PY -m voxmetric.cli train ${QUIET:+-q} "$CONFIG" --out "$EXP" "${RESUME[@]}" "${PATHS[@]}" "${EXTRA[@]}" "$@"
 fi
 
 # 4. Before / after on the test sets (never used above): the bundled model and best.pt, which
