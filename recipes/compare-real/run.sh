@@ -12,7 +12,7 @@
 #
 # Run from the repository root; ../shared/data must exist beside it. Environment: CONFIG (cpu,
 # full, or a config file), SEEDS, LOSSES, THREADS (torch threads, default 1: on a 2-core machine
-# shared with other jobs, 2 threads ran 3x slower, each waiting for the other to be scheduled),
+# shared with other jobs, 2 threads ran 4x slower, each waiting for the other to be scheduled),
 # VAL_SPEAKERS (default 20), VAL_UTTERANCES (files per validation speaker, default 6), PY (the
 # Python), SHARED (the data folder), WORK (the work folder, default work/compare-real).
 # Results depend on THREADS (float sums split by thread): compare runs made with the same value.
