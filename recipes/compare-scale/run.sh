@@ -7,6 +7,14 @@
 #
 #   recipes/compare-scale/run.sh                    # full: 6 losses x 3 seeds x 4 sizes = 72 trainings
 #   SPEAKERS=25,50 LOSSES=ce,aam SEEDS=2 recipes/compare-scale/run.sh   # reduced
+#   CORPUS_SPEAKERS=40 SPEAKERS=10,20 LOSSES=ce,aam SEEDS=2 recipes/compare-scale/run.sh \
+#     --set training.epochs=1 --set training.batches_per_epoch=3 --set data.speakers_per_batch=8  # ~1 min
+#
+# Extra arguments go to `voxmetric compare` (--set overrides, -q). A size below the config's
+# data.speakers_per_batch (16) is refused. Cost of the full run (measured 2026-12-02, one demo
+# run at 200 speakers, --threads 1, load 3-4 on 2 cores): ~4.5 min wall, ~2.8 min CPU per
+# training + test, so 72 runs take ~3.3 h on 2 quiet cores (THREADS=1) and ~5 h on a busy one,
+# plus ~5 min for the 300-speaker corpus.
 #
 # Run from the repository root.
 set -euo pipefail

@@ -76,23 +76,31 @@ def add_compare(sub) -> None:
                  "Train every loss with the same config, batches and seeds, evaluate each on the test trials "
                  "(cosine and s-norm) and write results.md / results.json (per-seed EER and minDCF, intervals "
                  "over seeds and trials, Holm-corrected pairwise tests, the ranking as far as they support it), "
-                 "scores and DET / training-curve plots.",
-                 "voxmetric compare configs/synth.yml --losses aam,triplet --seeds 3")
+                 "scores and DET / training-curve plots. --reuse-runs tests the networks of an earlier compare "
+                 "on this config's (e.g. overridden) evaluation trials without training again.",
+                 "voxmetric compare configs/synth.yml --losses aam,triplet --seeds 3 --out exp/clean\n"
+                 "  voxmetric compare configs/synth.yml --reuse-runs exp/clean --out exp/noisy "
+                 "--set evaluation.trials=noisy/trials.txt --set evaluation.root=noisy")
     p.add_argument("config", metavar="CONFIG.yml", help="training configuration shared by every loss")
-    p.add_argument("--losses", default="ce,center,coco,aam,contrastive,triplet",
-                   help="comma-separated loss names (default: the six of the paper)")
+    p.add_argument("--losses", help="comma-separated loss names (default: the six of the paper; with "
+                                     "--reuse-runs: the earlier compare's)")
     p.add_argument("--out", metavar="DIR", help="output folder (default exp/<config name>-compare)")
     p.add_argument("--budget", metavar="N|Nmin",
                    help="training budget per run: a number of batches (default: the config's epochs), or minutes "
                         "with 'min' (e.g. 2min; then results depend on the machine's speed and load)")
-    p.add_argument("--seeds", type=int, default=1, metavar="N",
+    p.add_argument("--seeds", type=int, metavar="N",
                    help="train every loss N times (seeds config.seed .. +N-1); intervals and tests cover seeds "
-                        "(default 1)")
+                        "(default 1; with --reuse-runs: the earlier compare's)")
+    p.add_argument("--reuse-runs", metavar="SOURCE_DIR",
+                   help="do not train: test the trained runs of the earlier compare output SOURCE_DIR (refused "
+                        "unless their training config equals this one; only evaluation.* may differ) "
+                        "(default: train)")
     p.add_argument("--train-speakers", metavar="N,N,...",
                    help="repeat the comparison with nested subsets of this many training speakers and plot "
                         "scale.png (default: all speakers once)")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="torch intra-op threads, fixed so that floats are reproducible (default: torch's)")
+                   help="torch intra-op threads, fixed so that floats are reproducible (default: torch's; "
+                        "with --reuse-runs: the earlier compare's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable; default: none)")
     _add_quiet(p)
@@ -100,19 +108,22 @@ def add_compare(sub) -> None:
 
 def _run_compare(args) -> int:
     from ..training.compare import compare, compare_scale, parse_losses, parse_train_speakers
+    from ..training.compare_runs import source_train_speakers
     from ..training.config import default_exp_dir, load_config
 
     config = load_config(args.config, args.set)
     out = args.out or default_exp_dir(args.config) + "-compare"
-    losses = parse_losses(args.losses)
+    losses = parse_losses(args.losses) if args.losses is not None else None
     train_speakers = parse_train_speakers(args.train_speakers)
+    if train_speakers is None and args.reuse_runs:
+        train_speakers = source_train_speakers(args.reuse_runs)
     if train_speakers:
         _, plot = compare_scale(config, losses, out, train_speakers, budget=args.budget, seeds=args.seeds,
-                                threads=args.threads, progress=not args.quiet)
+                                threads=args.threads, progress=not args.quiet, reuse_runs=args.reuse_runs)
         print(f"\nresults: {out}/scale.md  plot: {plot}")
         return EXIT_OK
     report = compare(config, losses, out, budget=args.budget, seeds=args.seeds, threads=args.threads,
-                     progress=not args.quiet)
+                     progress=not args.quiet, reuse_runs=args.reuse_runs)
     print(report.table)
     print(f"\nresults: {report.results_md}  plots: {report.det_plot}")
     return EXIT_OK

@@ -22,9 +22,20 @@ adaptive s-norm. Written into ``out_dir``:
   the pairwise paired tests (Holm-corrected) and the ranking as far as they support
   it; each run's validation-EER change over its last third of epochs; then the
   times (reported only). ``results.json`` holds every figure; ``scores.npz`` every
-  run's test scores (``<loss>/seed<s>/cosine`` and ``.../snorm``) and the labels.
+  run's test scores (``<loss>/seed<s>/cosine`` and ``.../snorm``), s-norm cohort
+  (``.../cohort``: speaker means) and the labels.
 - ``det.png``: DET curves (first seed of each loss); ``training_curves.png``:
   training loss per batch and validation EER per epoch, every run.
+
+``reuse_runs`` (``compare --reuse-runs DIR``) skips training: the runs an earlier
+comparison trained in ``DIR`` are checked against this config (same training config,
+every run and checkpoint present: :mod:`voxmetric.training.compare_runs`) and tested on
+this config's evaluation trials, e.g. a degraded copy of the test set. The report is
+the same as after training (the figures are computed from the scores the same way;
+the s-norm cohort, embeddings of training speech, is taken from the earlier
+``scores.npz`` when it was drawn the same way);
+``<loss>/seed<s>/`` is not copied: results.json names each run's folder (``run_dir``),
+whose ``metrics.jsonl`` gives the training curves.
 
 :func:`compare_scale` repeats the comparison at growing numbers of training speakers
 (nested subsets, :func:`voxmetric.data.corpus.nested_speakers`) and plots EER against
@@ -47,6 +58,8 @@ from typing import Any
 from .config import Config
 from ..errors import ConfigError
 from ..fileio import atomic_open, write_json
+from .compare_runs import (SourceRuns, last_third_change, read_source, reused_run, run_summary,  # noqa: F401
+                           tested_checkpoint)
 from .compare_report import (TIME_SECTION, CompareReport, _budget_text, _interval, _pct, _write_report,  # noqa: F401
                              results_table)
 
@@ -143,49 +156,40 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(previous)
 
 
-def last_third_change(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Validation EER change (percentage points) over a run's last third of epochs.
+def _test(run: Config, checkpoint: str | Path, corpus, progress: bool, cohort=None) -> dict[str, Any]:
+    """Test one checkpoint on ``run.evaluation``'s trials: cosine and s-norm scores, labels, and
+    the s-norm cohort (``cohort``: the one an earlier test of this checkpoint computed)."""
+    from ..evaluate.pipeline import cohort_embeddings, evaluate_trials
+    from ..inference.frontend import Frontend
+    from ..inference.loading import load_network
+    from .trainer import resolve_device
 
-    With ``E`` epochs validated, it compares epoch ``E`` with epoch ``E - ceil(E / 3)``
-    (9 epochs: epoch 9 against epoch 6). None without validation or with one epoch.
-    """
-    evals = [(r["epoch"], r["val_eer"]) for r in history if r.get("val_eer") is not None]
-    if len(evals) < 2:
-        return None
-    k = len(evals) - math.ceil(len(evals) / 3) - 1
-    (start_epoch, start), (end_epoch, end) = evals[max(0, k)], evals[-1]
-    return {"from_epoch": start_epoch, "to_epoch": end_epoch, "from_eer": start, "to_eer": end,
-            "change": end - start}
+    # The checkpoint's network behind the front-end it was validated with: the same
+    # path (and so the same scores) as `embed` + `score` + `eval` and `calibrate` of it.
+    network, source = load_network(checkpoint)
+    frontend = Frontend(network, source.frontend, resolve_device(run.training.device))
+    started = time.perf_counter()
+    e = run.evaluation
+    if cohort is None:
+        cohort = cohort_embeddings(frontend, corpus, e.cohort_utterances_per_speaker, seed=run.seed,
+                                   progress=progress)
+    metrics = evaluate_trials(frontend, e.trials, e.root, n_bootstrap=0, cohort=cohort, top_n=e.snorm_top_n,
+                              progress=progress, seed=run.seed)
+    return {"frontend": metrics["frontend"], "cosine_scores": metrics["scores"],
+            "snorm_scores": metrics["snorm_scores"], "labels": metrics["labels"], "cohort": cohort,
+            "eval_time_s": time.perf_counter() - started}
 
 
 def _train_and_score(run: Config, run_dir: Path, corpus, progress: bool) -> dict[str, Any]:
     """Train one run, test its best (else last) checkpoint; scores and timings."""
-    from ..evaluate.pipeline import cohort_embeddings, evaluate_trials
-    from ..inference.frontend import Frontend
-    from ..inference.loading import load_network
-    from .trainer import resolve_device, train
+    from .trainer import train
 
     result = train(run, run_dir, progress=progress, overwrite=True)
     if result.interrupted:  # Ctrl-C / SIGTERM: the run saved its checkpoint; stop the comparison too
         raise KeyboardInterrupt(f"{run_dir}: training interrupted (checkpoint saved)")
-    # The checkpoint's network behind the front-end it was validated with: the same
-    # path (and so the same scores) as `embed` + `score` + `eval` and `calibrate` of it.
-    network, source = load_network(result.best_checkpoint or result.last_checkpoint)
-    frontend = Frontend(network, source.frontend, resolve_device(run.training.device))
-    started = time.perf_counter()
-    e = run.evaluation
-    cohort = cohort_embeddings(frontend, corpus, e.cohort_utterances_per_speaker, seed=run.seed, progress=progress)
-    metrics = evaluate_trials(frontend, e.trials, e.root, n_bootstrap=0, cohort=cohort, top_n=e.snorm_top_n,
-                              progress=progress, seed=run.seed)
-    return {
-        "seed": run.seed, "batches": result.batches_done, "epochs": result.epochs_done,
-        "best_val_eer": result.best_eer, "tested_checkpoint": "best" if result.best_checkpoint else "last",
-        "frontend": metrics["frontend"],
-        "val_eer": [r.get("val_eer") for r in result.history],
-        "val_change_last_third": last_third_change(result.history),
-        "cosine_scores": metrics["scores"], "snorm_scores": metrics["snorm_scores"], "labels": metrics["labels"],
-        "train_time_s": result.train_time_s, "eval_time_s": time.perf_counter() - started,
-    }
+    record = result.__dict__
+    return {"seed": run.seed, **run_summary(record, run_dir),
+            **_test(run, tested_checkpoint(run_dir, record), corpus, progress)}
 
 
 def parse_losses(text: str) -> list[str]:
@@ -193,34 +197,65 @@ def parse_losses(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def compare(config: Config, losses: list[str], out_dir: str, budget: str | None = None, seeds: int = 1,
-            threads: int | None = None, progress: bool = True) -> CompareReport:
-    """Train and evaluate every loss ``seeds`` times; write the tables and plots (module docstring)."""
+def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str | None = None,
+            seeds: int | None = None, threads: int | None = None, progress: bool = True,
+            reuse_runs: str | Path | None = None) -> CompareReport:
+    """Train and evaluate every loss ``seeds`` times; write the tables and plots (module docstring).
+
+    ``losses`` None: the paper's six; ``seeds`` None: 1. With ``reuse_runs`` (an earlier
+    comparison's output folder) nothing is trained: its runs are checked against this
+    config (:mod:`voxmetric.training.compare_runs`; all of them, before any testing) and
+    tested on this config's evaluation trials; losses, seeds, budget and threads default
+    to the earlier comparison's, and the report is the one training would have written.
+    """
     from .trainer import build_corpus
 
+    source = None
+    if reuse_runs is not None:
+        if budget is not None:
+            raise ConfigError("--budget with --reuse-runs: the reused runs were trained already, with the budget of "
+                              "the comparison that trained them")
+        source = read_source(reuse_runs)
+        if Path(out_dir).resolve() == source.dir.resolve():
+            raise ConfigError(f"--out {out_dir} is the --reuse-runs folder: write the new results elsewhere")
+        losses, seeds, budget = losses or source.losses, seeds or source.seeds, source.budget
+        threads = threads if threads is not None else source.threads
+    losses, seeds = list(losses or PAPER_LOSSES), seeds if seeds is not None else 1
     _check(config, losses, seeds)
     budget_batches, budget_s = parse_budget(budget)
     out = Path(out_dir)
+    plan = [(name, s, run_config(config, name, budget_batches, budget_s, seed_offset=s))
+            for name in losses for s in range(seeds)]
+    reused = {(name, run.seed): reused_run(source, name, run) for name, _, run in plan} if source else {}
     with torch_threads(threads):
         corpus = build_corpus(config)
         runs: dict[str, list[dict[str, Any]]] = {}
-        for name in losses:
-            for s in range(seeds):
-                run = run_config(config, name, budget_batches, budget_s, seed_offset=s)
+        for name, s, run in plan:
+            if source is None:
                 if progress:
                     print(f"== {name}, seed {run.seed} ({s + 1}/{seeds}): training ({_budget_text(run)}), "
                           f"then testing on {config.evaluation.trials}", flush=True)
-                runs.setdefault(name, []).append(_train_and_score(run, out / name / f"seed{run.seed}", corpus,
-                                                                  progress))
-        return _write_report(out, runs, config, seeds, budget_s is not None, threads)
+                result = _train_and_score(run, out / name / f"seed{run.seed}", corpus, progress)
+            else:
+                summary, checkpoint = reused[name, run.seed]
+                if progress:
+                    print(f"== {name}, seed {run.seed} ({s + 1}/{seeds}): testing {checkpoint} on "
+                          f"{config.evaluation.trials}", flush=True)
+                cohort = source.cohort(name, run.seed, config.evaluation.cohort_utterances_per_speaker)
+                result = {"seed": run.seed, **summary, **_test(run, checkpoint, corpus, progress, cohort)}
+            runs.setdefault(name, []).append(result)
+        return _write_report(out, runs, config, seeds, budget_s is not None, threads, budget=budget,
+                             reused_from=source.dir if source else None)
 
 
-def compare_scale(config: Config, losses: list[str], out_dir: str, train_speakers: list[int],
-                  budget: str | None = None, seeds: int = 1, threads: int | None = None,
-                  progress: bool = True) -> tuple[list[CompareReport], str]:
+def compare_scale(config: Config, losses: list[str] | None, out_dir: str, train_speakers: list[int],
+                  budget: str | None = None, seeds: int | None = None, threads: int | None = None,
+                  progress: bool = True, reuse_runs: str | Path | None = None) -> tuple[list[CompareReport], str]:
     """:func:`compare` at each number of training speakers (nested subsets), then ``scale.png``
     (mean EER with its 95% interval against training speakers, one line per loss),
-    ``scale.md`` and ``scale.json`` in ``out_dir``. Returns the reports and the plot's path."""
+    ``scale.md`` and ``scale.json`` in ``out_dir``. Returns the reports and the plot's path.
+    With ``reuse_runs`` (an earlier ``compare_scale`` output), each size reuses its
+    ``speakers-N`` folder."""
     from ..evaluate.plots import plot_scale
 
     out = Path(out_dir)
@@ -230,7 +265,11 @@ def compare_scale(config: Config, losses: list[str], out_dir: str, train_speaker
         scaled.data.num_speakers = count
         if progress:
             print(f"=== {count} training speakers", flush=True)
-        reports.append(compare(scaled, losses, str(out / f"speakers-{count}"), budget, seeds, threads, progress))
+        source = None if reuse_runs is None else Path(reuse_runs) / f"speakers-{count}"
+        reports.append(compare(scaled, losses, str(out / f"speakers-{count}"), budget, seeds, threads, progress,
+                               reuse_runs=source))
+    losses = [row["loss"] for row in reports[0].rows]
+    seeds = len(reports[0].rows[0]["runs"])
     points = {name: [] for name in losses}
     for count, report in zip(train_speakers, reports):
         for row in report.rows:

@@ -50,6 +50,13 @@ def _ci(summary: dict[str, Any], key: str = "eer_ci", scale: float = 100.0, digi
     return "-" if ci is None else f"{ci[0] * scale:.{digits}f}-{ci[1] * scale:.{digits}f}"
 
 
+def _stored_dir(run_dir: str, out: Path) -> str:
+    """A run folder as results.json keeps it: relative to ``out`` when inside it (the folder
+    can move), else absolute (a reused run of an earlier comparison)."""
+    path, base = Path(run_dir).resolve(), out.resolve()
+    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+
+
 def results_table(rows: list[dict[str, Any]]) -> str:
     """The multi-seed Markdown tables (EER in %; intervals over seeds and trials): no times."""
     lines = [
@@ -97,7 +104,13 @@ def convergence_table(runs: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def _write_report(out: Path, runs: dict[str, list[dict[str, Any]]], config: Config, seeds: int, timed: bool,
-                  threads: int | None) -> CompareReport:
+                  threads: int | None, budget: str | None = None, reused_from: Path | None = None) -> CompareReport:
+    """Write results.md, results.json, scores.npz, det.png and training_curves.png into ``out``.
+
+    ``runs``: per loss, one result per seed (:func:`voxmetric.training.compare_runs.run_summary`
+    plus scores); ``reused_from``: the earlier comparison whose trained runs were tested
+    (``compare --reuse-runs``), said in results.md and recorded in results.json.
+    """
     from ..evaluate.plots import plot_det, plot_training_curves
     from ..evaluate.significance import (DEFAULT_ALPHA, best_group, multi_seed_summary, pairwise_tests,
                                          ranking_statements)
@@ -113,7 +126,8 @@ def _write_report(out: Path, runs: dict[str, list[dict[str, Any]]], config: Conf
         if all(r["snorm_scores"] is not None for r in seed_runs):
             row["snorm"] = multi_seed_summary([r["snorm_scores"] for r in seed_runs], labels, n_bootstrap,
                                               seed=config.seed)
-        row["runs"] = [{k: v for k, v in r.items() if not k.endswith("scores") and k != "labels"} for r in seed_runs]
+        row["runs"] = [{**{k: v for k, v in r.items() if not k.endswith("scores") and k not in ("labels", "cohort")},
+                        "run_dir": _stored_dir(r["run_dir"], out)} for r in seed_runs]
         rows.append(row)
     means = {row["loss"]: row["cosine"]["mean_eer"] for row in rows}
     tests, ranking, best = [], [], []
@@ -141,6 +155,12 @@ def _write_report(out: Path, runs: dict[str, list[dict[str, Any]]], config: Conf
         f"(seeds {config.seed}..{config.seed + seeds - 1}: seed s sets the initialisation and the batch stream, "
         f"identically for every loss); {validation}."
         + (f" Torch threads fixed at {threads}." if threads else ""), "",
+    ]
+    if reused_from is not None:
+        parts += [f"Networks: the trained runs of `{reused_from}` (`compare --reuse-runs`), tested here without "
+                  f"retraining; each run's folder is `run_dir` in results.json, and the training curves and "
+                  f"times below are those runs'.", ""]
+    parts += [
         f"Intervals: 95%, two-level bootstrap ({n_bootstrap} replicates): resample seeds with replacement, then "
         f"target and non-target trials with replacement (one trial resample shared by the drawn seeds), recompute "
         f"the mean over seeds (voxmetric/evaluate/significance.py). minDCF normalised, P_target 0.01, "
@@ -161,28 +181,32 @@ def _write_report(out: Path, runs: dict[str, list[dict[str, Any]]], config: Conf
               convergence_table(runs), ""]
     deterministic = "\n".join(parts)
     timing = [TIME_SECTION + " (reported, never used to decide anything)", "",
-              "| loss | seed | batches | train time | test time |", "|---|---|---|---|---|"]
+              "| loss | seed | batches | train time" + (" (earlier run)" if reused_from is not None else "")
+              + " | test time |", "|---|---|---|---|---|"]
     for name, seed_runs in runs.items():
         for run in seed_runs:
             timing.append(f"| {name} | {run['seed']} | {run['batches']} | {run['train_time_s']:.0f} s | "
                           f"{run['eval_time_s']:.0f} s |")
     with atomic_open(out / "results.md") as f:
         f.write(deterministic + "\n" + "\n".join(timing) + "\n")
-    write_json(out / "results.json", {"config": config.to_dict(), "seeds": seeds, "results": rows,
-                                      "pairwise": tests, "ranking": ranking, "best_group": best})
+    write_json(out / "results.json", {"config": config.to_dict(), "seeds": seeds, "budget": budget,
+                                      "threads": threads, "reused_from": str(reused_from) if reused_from else None,
+                                      "results": rows, "pairwise": tests, "ranking": ranking, "best_group": best})
     arrays = {"labels": np.asarray(labels)}
     for name, seed_runs in runs.items():
         for run in seed_runs:
             arrays[f"{name}/seed{run['seed']}/cosine"] = run["cosine_scores"]
             if run["snorm_scores"] is not None:
                 arrays[f"{name}/seed{run['seed']}/snorm"] = run["snorm_scores"]
+            if run.get("cohort") is not None:  # speaker means: a later --reuse-runs test need not embed them again
+                arrays[f"{name}/seed{run['seed']}/cohort"] = run["cohort"]
     with atomic_path(out / "scores.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
     det = out / "det.png"
     plot_det({name: (seed_runs[0]["cosine_scores"], labels) for name, seed_runs in runs.items()}, det,
              title="DET curves (first seed of each loss)")
     curves_plot = out / "training_curves.png"
-    plot_training_curves({f"{name}/seed {run['seed']}": out / name / f"seed{run['seed']}" / "metrics.jsonl"
+    plot_training_curves({f"{name}/seed {run['seed']}": Path(run["run_dir"]) / "metrics.jsonl"
                           for name, seed_runs in runs.items() for run in seed_runs}, curves_plot)
     summary_table = table + ("\n\n" + "\n".join(ranking) if ranking else "")
     return CompareReport(str(out), rows, summary_table, str(out / "results.md"), str(out / "results.json"),

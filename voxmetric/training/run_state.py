@@ -26,15 +26,17 @@ RESUME_FIXED_KEYS = ("training.freeze_network_batches",)
 """Keys of the other sections that a resumed run must share too (they shape the optimiser)."""
 
 
-def _changed_keys(saved: dict[str, Any], current: dict[str, Any], sections, prefix: str = "") -> list[str]:
-    """Dotted names of the values that differ between two config dictionaries, in ``sections``."""
+def _changed_keys(saved: dict[str, Any], current: dict[str, Any], sections, prefix: str = "",
+                  free: frozenset[str] | set[str] = RESUME_FREE_KEYS) -> list[str]:
+    """Dotted names of the values that differ between two config dictionaries, in ``sections``
+    (the dotted names in ``free`` may differ)."""
     changed = []
     for key in sections:
         a, b = saved.get(key), current.get(key)
         name = f"{prefix}{key}"
         if isinstance(a, dict) and isinstance(b, dict) and key != "params":
-            changed += _changed_keys(a, b, sorted(set(a) | set(b)), f"{name}.")
-        elif name in RESUME_FREE_KEYS:
+            changed += _changed_keys(a, b, sorted(set(a) | set(b)), f"{name}.", free)
+        elif name in free:
             continue
         elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
             changed.append(name)
