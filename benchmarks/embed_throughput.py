@@ -12,7 +12,8 @@ system temporary folder, embedded with each bundled model's default front-end
 (``set_frontend(window_s=3.0, step_s=0.1)``, one file per pass). Every case runs in its own
 process with ``torch.set_num_threads(1)``; one warm-up pass over 10 files (or the long file
 once) is not timed; the figures are the best of ``--repeats`` timed passes, as files per
-second of wall time and per second of the process's CPU time. On a loaded machine the wall
+second of wall time and per second of the process's CPU time (with ``--rounds N``, the
+process with the median CPU time of N, the trees alternating). On a loaded machine the wall
 figure mostly measures the load; the CPU figure is the one to compare (the load average is
 printed before and after). With ``--before DIR`` every case also runs with ``DIR`` first on
 ``PYTHONPATH``, interleaved, and the table gives the CPU-time speed-up and the largest
@@ -104,6 +105,21 @@ def run_child(spec: dict, python: str, pythonpath: str | None) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def run_rounds(spec: dict, trees: list[tuple[str, str]], rounds: int) -> dict[str, dict]:
+    """Each tree's child ``rounds`` times, the trees alternating (so that a change of load
+    hits both); per tree the round with the median CPU time (the first error, if any)."""
+    runs: dict[str, list[dict]] = {tree: [] for tree, _ in trees}
+    for _ in range(rounds):
+        for tree, path in trees:
+            runs[tree].append(run_child(spec, sys.executable, path))
+    results = {}
+    for tree, outs in runs.items():
+        failed = [out for out in outs if "error" in out]
+        ordered = sorted(outs, key=lambda out: out["cpu_seconds"]) if not failed else failed
+        results[tree] = ordered[(len(ordered) - 1) // 2]
+    return results
+
+
 def rates(out: dict) -> tuple[float, float]:
     """(files per wall second, files per CPU second) of a child's result."""
     return out["files"] / out["seconds"], out["files"] / out["cpu_seconds"]
@@ -116,6 +132,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=100, help="short files (default 100)")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes per case; the best counts (default 2)")
     parser.add_argument("--before", help="another voxmetric checkout, run side by side")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="processes per tree and case, alternating with --before; the median counts (default 1)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="bundled models (default: both)")
     parser.add_argument("--resemblyzer-python", default=str(RESEMBLYZER_PYTHON),
                         help="python of a venv with resemblyzer installed (default: %(default)s if it exists)")
@@ -133,7 +151,7 @@ def main() -> None:
     print("| input | system | tree | files/s (wall) | files per CPU s | x Resemblyzer (CPU) "
           "| speed-up vs before (CPU) | max abs diff vs before |")
     print("|---|---|---|---|---|---|---|---|")
-    cases = [("100 x 3.4 s", shorts, False)] + ([] if args.no_long else [("long_60s, 3 s / 0.1 s windows",
+    cases = [(f"{len(shorts)} x 3.4 s", shorts, False)] + ([] if args.no_long else [("long_60s, 3 s / 0.1 s windows",
                                                                            [long_path], True)])
     for label, paths, windows in cases:
         resemblyzer = None
@@ -151,7 +169,7 @@ def main() -> None:
         for system in args.models:
             spec = {"system": system, "paths": paths, "windows": windows, "repeats": args.repeats}
             trees = [("current", str(REPO_ROOT))] + ([("before", args.before)] if args.before else [])
-            results = {tree: run_child(spec, sys.executable, path) for tree, path in trees}
+            results = run_rounds(spec, trees, args.rounds)
             for tree, out in results.items():
                 if "error" in out:
                     print(f"| {label} | {system} | {tree} | failed: {out['error']} | | | | |", flush=True)
