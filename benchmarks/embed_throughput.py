@@ -9,14 +9,22 @@ Short files: ``--files`` (100) excerpts of 3.4 s cut from the real recordings of
 system temporary folder, embedded with each bundled model's default front-end
 (``model.embed_files``: read, quality, VAD, level, network). Long file:
 ``../shared/data/long_60s.flac`` (72.5 s) with the seed's 3 s windows every 0.1 s
-(``set_frontend(window_s=3.0, step_s=0.1)``, one file per pass). Every case runs in its own process with
-``torch.set_num_threads(1)``; one warm-up pass over 10 files (or the long file once) is
-not timed; the figure is the best of ``--repeats`` timed passes. With ``--before DIR``
-every case also runs with ``DIR`` first on ``PYTHONPATH``, interleaved, and the table
-gives the speed-up and the largest absolute difference between the two trees'
-embeddings. Resemblyzer (``VoiceEncoder.embed_utterance(preprocess_wav(path))``) runs in
-the interpreter given by ``--resemblyzer-python`` (a separate venv: it needs
-``setuptools<81``), or is skipped with a note.
+(``set_frontend(window_s=3.0, step_s=0.1)``, one file per pass). Every case runs in its own
+process with ``torch.set_num_threads(1)``; one warm-up pass over 10 files (or the long file
+once) is not timed; the figures are the best of ``--repeats`` timed passes, as files per
+second of wall time and per second of the process's CPU time (with ``--rounds N``, the
+process with the median CPU time of N, the trees alternating). On a loaded machine the wall
+figure mostly measures the load; the CPU figure is the one to compare (the load average is
+printed before and after). With ``--before DIR`` every case also runs with ``DIR`` first on
+``PYTHONPATH``, interleaved, and the table gives the CPU-time speed-up and the largest
+absolute difference between the two trees' embeddings.
+
+Resemblyzer (``VoiceEncoder.embed_utterance(preprocess_wav(path))``: its own VAD and 1.6 s
+partial windows, 1.3 a second, on the long file) runs in the interpreter given by
+``--resemblyzer-python``, by default ``../resemblyzer-venv/bin/python`` next to the
+repository when it exists (a separate venv: ``python3 -m venv ../resemblyzer-venv &&
+../resemblyzer-venv/bin/pip install resemblyzer 'setuptools<81'``), or is skipped with a
+note; ``x Resemblyzer`` is each model's CPU-time rate over Resemblyzer's on the same input.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared" / "data"
 MODELS = ("sinctdnn-aam", "ecapa-aam")
+RESEMBLYZER_PYTHON = REPO_ROOT.parent / "resemblyzer-venv" / "bin" / "python"
 
 
 def short_files(count: int, seconds: float = 3.4) -> list[str]:
@@ -75,12 +84,14 @@ def child(spec: dict) -> dict:
             model.set_frontend(window_s=3.0, step_s=0.1)
         embed_all = model.embed_files
     embed_all(paths[:10])  # warm-up
-    times = []
+    walls, cpus = [], []
     for _ in range(spec["repeats"]):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         matrix = embed_all(paths)
-        times.append(time.perf_counter() - start)
-    return {"seconds": min(times), "files": len(paths), "embeddings": np.asarray(matrix).tolist()}
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return {"seconds": min(walls), "cpu_seconds": min(cpus), "files": len(paths),
+            "embeddings": np.asarray(matrix).tolist()}
 
 
 def run_child(spec: dict, python: str, pythonpath: str | None) -> dict:
@@ -94,16 +105,39 @@ def run_child(spec: dict, python: str, pythonpath: str | None) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def run_rounds(spec: dict, trees: list[tuple[str, str]], rounds: int) -> dict[str, dict]:
+    """Each tree's child ``rounds`` times, the trees alternating (so that a change of load
+    hits both); per tree the round with the median CPU time (the first error, if any)."""
+    runs: dict[str, list[dict]] = {tree: [] for tree, _ in trees}
+    for _ in range(rounds):
+        for tree, path in trees:
+            runs[tree].append(run_child(spec, sys.executable, path))
+    results = {}
+    for tree, outs in runs.items():
+        failed = [out for out in outs if "error" in out]
+        ordered = sorted(outs, key=lambda out: out["cpu_seconds"]) if not failed else failed
+        results[tree] = ordered[(len(ordered) - 1) // 2]
+    return results
+
+
+def rates(out: dict) -> tuple[float, float]:
+    """(files per wall second, files per CPU second) of a child's result."""
+    return out["files"] / out["seconds"], out["files"] / out["cpu_seconds"]
+
+
 def main() -> None:
     import numpy as np
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--files", type=int, default=100, help="short files (default 100)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed passes per case; the best counts (default 2)")
     parser.add_argument("--before", help="another voxmetric checkout, run side by side")
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--resemblyzer-python", help="python of a venv with resemblyzer installed")
-    parser.add_argument("--no-long", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="processes per tree and case, alternating with --before; the median counts (default 1)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="bundled models (default: both)")
+    parser.add_argument("--resemblyzer-python", default=str(RESEMBLYZER_PYTHON),
+                        help="python of a venv with resemblyzer installed (default: %(default)s if it exists)")
+    parser.add_argument("--no-long", action="store_true", help="skip the long file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -114,33 +148,41 @@ def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"{os.cpu_count()} CPUs ({cpu}), load average {os.getloadavg()[0]:.2f} at start; 1 thread; "
           f"best of {args.repeats}")
-    print("| input | system | tree | files/s | speed-up vs before | max abs diff vs before |")
-    print("|---|---|---|---|---|---|")
-    cases = [("100 x 3.4 s", shorts, False)] + ([] if args.no_long else [("long_60s, 3 s / 0.1 s windows",
+    print("| input | system | tree | files/s (wall) | files per CPU s | x Resemblyzer (CPU) "
+          "| speed-up vs before (CPU) | max abs diff vs before |")
+    print("|---|---|---|---|---|---|---|---|")
+    cases = [(f"{len(shorts)} x 3.4 s", shorts, False)] + ([] if args.no_long else [("long_60s, 3 s / 0.1 s windows",
                                                                            [long_path], True)])
     for label, paths, windows in cases:
-        if args.resemblyzer_python and not windows:
+        resemblyzer = None
+        if not Path(args.resemblyzer_python).exists():
+            print(f"| {label} | Resemblyzer | - | skipped: no {args.resemblyzer_python} "
+                  f"(see --help) | | | | |", flush=True)
+        else:
             out = run_child({"system": "resemblyzer", "paths": paths, "windows": False, "repeats": args.repeats},
                             args.resemblyzer_python, None)
-            rate = f"{out['files'] / out['seconds']:.1f}" if "error" not in out else f"failed: {out['error']}"
-            print(f"| {label} | Resemblyzer | - | {rate} | | |", flush=True)
-        elif not windows:
-            print(f"| {label} | Resemblyzer | - | skipped (no --resemblyzer-python) | | |", flush=True)
+            if "error" in out:
+                print(f"| {label} | Resemblyzer | - | failed: {out['error']} | | | | |", flush=True)
+            else:
+                wall, resemblyzer = rates(out)
+                print(f"| {label} | Resemblyzer | - | {wall:.2f} | {resemblyzer:.2f} | 1 | | |", flush=True)
         for system in args.models:
             spec = {"system": system, "paths": paths, "windows": windows, "repeats": args.repeats}
             trees = [("current", str(REPO_ROOT))] + ([("before", args.before)] if args.before else [])
-            results = {tree: run_child(spec, sys.executable, path) for tree, path in trees}
+            results = run_rounds(spec, trees, args.rounds)
             for tree, out in results.items():
                 if "error" in out:
-                    print(f"| {label} | {system} | {tree} | failed: {out['error']} | | |", flush=True)
+                    print(f"| {label} | {system} | {tree} | failed: {out['error']} | | | | |", flush=True)
                     continue
-                rate = out["files"] / out["seconds"]
+                wall, cpu_rate = rates(out)
+                versus = f"{cpu_rate / resemblyzer:.2f}" if resemblyzer else ""
                 extra = ["", ""]
                 before = results.get("before")
                 if tree == "current" and before and "error" not in before:
-                    extra = [f"{rate / (before['files'] / before['seconds']):.2f}x",
+                    extra = [f"{cpu_rate / rates(before)[1]:.2f}x",
                              f"{np.abs(np.array(out['embeddings']) - np.array(before['embeddings'])).max():.2e}"]
-                print(f"| {label} | {system} | {tree} | {rate:.1f} | {extra[0]} | {extra[1]} |", flush=True)
+                print(f"| {label} | {system} | {tree} | {wall:.2f} | {cpu_rate:.2f} | {versus} | {extra[0]} "
+                      f"| {extra[1]} |", flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 

@@ -109,6 +109,29 @@ def test_extract_embeddings_from_files(tmp_path, rng):
         extract_embeddings(WindowMean(), [str(tmp_path / "missing.wav")], progress=False)
 
 
+def test_extract_progress_bar_stays_out_of_a_redirected_stderr(tmp_path, rng, capsys):
+    path = str(tmp_path / "utt.wav")
+    audio.write(path, 0.1 * rng.standard_normal(16_000))
+    extract_embeddings(WindowMean(), [path, path], progress=True)
+    assert capsys.readouterr().err == ""  # stderr is not a terminal here: no carriage-return redraws
+
+
+def test_naive_windows_go_through_the_model_in_cpu_sized_batches(rng):
+    from voxmetric.evaluate.extract import CPU_WINDOW_BATCH
+
+    batches = []
+
+    class Recording(WindowMean):
+        def forward(self, x):
+            batches.append(x.shape[0])
+            return super().forward(x)
+
+    waveform = (0.1 * rng.standard_normal(5 * 16_000)).astype(np.float32)  # 21 windows
+    default = embed_waveform(Recording(), waveform, method="naive")
+    assert max(batches) == CPU_WINDOW_BATCH and sum(batches) == 21
+    assert np.allclose(default, embed_waveform(WindowMean(), waveform, batch_size=64, method="naive"))
+
+
 def _local_sinctdnn():
     from voxmetric.models import build_model
 

@@ -102,6 +102,31 @@ def test_blocks_bound_the_input_of_the_frame_layers(monkeypatch):
     assert len(lengths) >= 8 and max(lengths) <= (5.0 + WINDOW_S) * SR + model.receptive_field_samples
 
 
+@pytest.mark.parametrize("step_s", [STEP_S, 1.7, 4.0])  # dense windows, sparse ones, gaps between windows
+def test_local_frames_of_overlapping_blocks_are_computed_once(monkeypatch, step_s):
+    model = random_model("sinctdnn", **LOCAL["sinctdnn"])
+    waveform = torch.from_numpy(speechlike(round(21.3 * SR), seed=2))
+    starts = frame_aligned_starts(window_starts(waveform.numel(), WINDOW, round(step_s * SR)),
+                                  model.frame_hop_samples, waveform.numel(), WINDOW)
+    with torch.inference_mode():
+        naive = torch.cat(list(naive_window_embeddings(model, waveform, starts, WINDOW)))
+        computed = []
+        frames = model.frames
+
+        def counted(waveforms):
+            out = frames(waveforms)
+            computed.append(out.shape[2])
+            return out
+
+        monkeypatch.setattr(model, "frames", counted)
+        shared = torch.cat(list(shared_frame_embeddings(model, waveform, starts, WINDOW, block_s=3.5)))
+    assert len(computed) > 3  # block boundaries exercised
+    assert (shared.double() - naive).abs().max() < 1e-4
+    window_frames = model.num_frames(WINDOW)
+    needed = np.unique((starts // model.frame_hop_samples)[:, None] + np.arange(window_frames)).size
+    assert sum(computed) == needed  # every frame a window needs, each once
+
+
 def test_window_moments_keep_their_digits_with_a_large_mean():
     # Frames far from zero with a small spread: E[x^2] - E[x]^2 of raw sums would lose it all.
     generator = torch.Generator().manual_seed(0)

@@ -197,6 +197,12 @@ def test_embeddings_are_deterministic_and_inputs_are_normalised(tiny_weights, tm
     np.testing.assert_allclose(batch[0], reference, atol=1e-6)
 
 
+def test_progress_bar_of_many_files_stays_out_of_a_redirected_stderr(tiny_weights, capsys):
+    model = load_model(tiny_weights)
+    assert model.embed_files([_voice(), _voice(seed=1)], progress=True).shape == (2, 16)
+    assert capsys.readouterr().err == ""  # stderr is not a terminal here: no carriage-return redraws
+
+
 def test_bad_inputs_give_clear_errors(tiny_weights, tmp_path):
     model = load_model(tiny_weights)
     with pytest.raises(NoSpeechError, match="input: no speech found"):

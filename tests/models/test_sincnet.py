@@ -90,3 +90,45 @@ def test_seed_sincnet_size_and_frames():
     assert sum(p.numel() for p in sincnet.parameters()) == 42_682
     assert sincnet.num_frames(3 * SR) == 351
     assert sincnet(torch.randn(1, 3 * SR)).shape == (1, 60, 351)
+
+
+def test_inference_kernels_are_cached_until_a_parameter_changes():
+    torch.manual_seed(2)
+    sinc = SincConv1d(stride_samples=5)
+    x = torch.randn(1, 1, 3000)
+    sinc.train()
+    with torch.no_grad():
+        assert sinc.kernels() is not sinc.kernels()  # training: always recomputed
+    sinc.eval()
+    with torch.inference_mode():
+        cached = sinc.kernels()
+        assert sinc.kernels() is cached
+        assert torch.equal(cached, sinc.filters())
+    with torch.no_grad():
+        assert sinc.kernels() is cached
+        sinc.low_hz_.add_(25.0)  # an in-place update (optimizer step, copy_)
+        changed = sinc.kernels()
+    assert changed is not cached and not torch.allclose(changed, cached)
+    expected = reference_kernels(sinc.low_hz_.detach(), sinc.band_hz_.detach())
+    assert (changed.double() - expected).abs().max().item() < 1e-5
+    with torch.inference_mode():
+        ours = sinc(x).double()
+    reference = F.conv1d(x.double(), expected, stride=5)
+    assert (ours - reference).abs().max().item() < 1e-5 * reference.abs().max().item()
+
+
+def test_cached_kernels_follow_loaded_weights_and_leave_gradients_alone():
+    torch.manual_seed(3)
+    sinc, other = SincConv1d().eval(), SincConv1d()
+    with torch.no_grad():
+        other.band_hz_.mul_(0.5)
+        before = sinc.kernels()
+    sinc.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        assert torch.equal(sinc.kernels(), other.filters())
+        assert not torch.equal(sinc.kernels(), before)
+    # Gradients on (eval-mode fine-tuning, attribution): the graph goes through the parameters.
+    kernels = sinc.kernels()
+    assert kernels.grad_fn is not None
+    kernels.sum().backward()
+    assert sinc.low_hz_.grad is not None

@@ -38,6 +38,7 @@ from .. import audio
 from ..audio.quality import QualityReport, load_speech
 from ..errors import AudioError
 from ..evaluate.extract import DEFAULT_STEP_S, DEFAULT_WINDOW_S, embed_waveform, embed_waveform_each
+from ..fileio import progress_bar
 
 SILENCE_DBFS = -90.0
 """Input quieter than this (RMS, dB re full scale) is refused as silent: nothing to embed."""
@@ -237,9 +238,10 @@ class Frontend:
 
     def embed_files(self, items: Sequence, sample_rate_hz: int | None = None,
                     progress: bool = False) -> np.ndarray:
-        """Embeddings of several files or arrays: ``(len(items), dim)`` float32."""
-        from tqdm.auto import tqdm
+        """Embeddings of several files or arrays: ``(len(items), dim)`` float32.
 
+        ``progress`` shows a bar, only on a terminal (:func:`voxmetric.fileio.progress_bar`).
+        """
         rows = [self.embed(item, sample_rate_hz)[0]
-                for item in tqdm(items, desc="embedding", unit="file", disable=not progress, leave=False)]
+                for item in progress_bar(items, enabled=progress, desc="embedding", unit="file", leave=False)]
         return np.stack(rows) if rows else np.zeros((0, self.embedding_dim), dtype=np.float32)

@@ -32,6 +32,15 @@ class SincConv1d(nn.Module):
     left half of the taps is computed and mirrored. Filters are built in float32 even under
     autocast: sines of large arguments in half precision would put the cut-offs tens of Hz off.
 
+    At inference (eval mode, gradients off) the kernels are computed once and reused until
+    a parameter changes (in place, by loading or by a move to another device): :meth:`kernels`.
+    The convolution stays ``F.conv1d``: on one AVX2 core (torch 2.13) it runs these 251-tap,
+    stride-5 filters at about 60 GFLOP/s. Measured against it on 3 s and 18 s inputs:
+    folding the symmetric taps into a half-size matrix product (the pre-adds cost what the
+    product saves) and framing + matmul were no faster; an overlap-save FFT with decimation
+    in frequency was up to 1.3x faster on this layer at 3 s (its inverse FFTs and layout
+    copies dominate) and not at 18 s, a few percent of a whole embedding: not kept.
+
     ``kernel_normalization`` says how the taps are scaled:
 
     - ``"pyannote"`` (default): exactly ``SincConv1d`` of pyannote.audio 1.x, which is
@@ -125,6 +134,7 @@ class SincConv1d(nn.Module):
             window_left = torch.hamming_window(kernel_samples, periodic=False, dtype=torch.float64)[:half]
         self.register_buffer("window_left", window_left.float(), persistent=False)
         self.register_buffer("n_left", torch.arange(-half, 0, dtype=torch.float32), persistent=False)
+        self._kernel_cache: tuple | None = None  # (parameter versions, kernels): see kernels()
 
     def cutoffs_hz(self) -> tuple[Tensor, Tensor]:
         """Effective ``(low_hz, high_hz)`` of every filter, each ``(n_filters,)`` float32."""
@@ -155,8 +165,24 @@ class SincConv1d(nn.Module):
             centre = 2.0 * band / self.sample_rate_hz
         return torch.cat([left, centre, left.flip(dims=[1])], dim=1).unsqueeze(1)
 
+    def kernels(self) -> Tensor:
+        """:meth:`filters`, cached while nothing can change them or need their gradient.
+
+        The cache serves eval mode with gradients off (``torch.no_grad`` /
+        ``torch.inference_mode``: a cached kernel holds no autograd graph). It is bypassed in
+        training mode and while tracing or exporting (the graph computes the kernels itself),
+        and refreshed whenever a parameter's version counter (in-place updates, loading),
+        storage, device or dtype differs from when it was computed.
+        """
+        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return self.filters()
+        key = tuple((p._version, p.data_ptr(), p.device, p.dtype) for p in (self.low_hz_, self.band_hz_))
+        if self._kernel_cache is None or self._kernel_cache[0] != key:
+            self._kernel_cache = (key, self.filters())
+        return self._kernel_cache[1]
+
     def forward(self, waveforms: Tensor) -> Tensor:
-        return F.conv1d(waveforms, self.filters(), stride=self.stride_samples)
+        return F.conv1d(waveforms, self.kernels(), stride=self.stride_samples)
 
 
 class SincNet(nn.Module):

@@ -54,7 +54,7 @@ from .run_state import _keep_previous, check_fresh, cut_log, resume_changes, res
 from .setup import (TrainStep, build_corpus, build_dataset, build_model_and_loss, frontend_settings,  # noqa: F401
                     describe_run, resolve_device, validate)
 from ..errors import ConfigError, TrainingError
-from ..fileio import atomic_open
+from ..fileio import atomic_open, progress_bar
 
 
 @dataclass
@@ -243,7 +243,7 @@ class Trainer:
         """Train up to the end of the current epoch; True if a stop was requested."""
         t = self.config.training
         first = max(0, self.batches_done - self.epochs_done * t.batches_per_epoch)
-        bar = tqdm(total=t.batches_per_epoch, initial=first, disable=not self.progress, unit="batch",
+        bar = progress_bar(enabled=self.progress, total=t.batches_per_epoch, initial=first, unit="batch",
                    desc=f"epoch {self.epochs_done + 1}/{t.epochs}", dynamic_ncols=True, leave=False)
         self.step.train()
         if first == 0:
