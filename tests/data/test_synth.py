@@ -200,3 +200,14 @@ def test_mfcc_baseline_shapes():
     assert mean_mfcc_embedding(x[:100]).shape == (20,)  # shorter than a frame: one padded frame
     # c0 is dropped, so the level does not change the embedding.
     np.testing.assert_allclose(mean_mfcc_embedding(x), mean_mfcc_embedding(0.1 * x), atol=1e-6)
+
+
+def test_utterances_without_detectable_speech_are_drawn_again():
+    """Seed 0 at 300 speakers: the first draws of these three utterances (syn0144/s01/00007,
+    syn0127/s01/00001, syn0127/s02/00008) held no speech the VAD could find, so every command
+    refused them; the corpus now draws them again."""
+    from voxmetric.audio.vad import speech_segments
+    from voxmetric.data.synth.corpus import render_utterance
+
+    for speaker, session, utterance in [(143, 1, 6), (126, 1, 0), (126, 2, 7)]:
+        assert speech_segments(render_utterance(0, speaker, session, utterance), 16000)
