@@ -36,17 +36,14 @@ from voxmetric.deploy.serve.settings import ServeError  # noqa: E402
 from voxmetric.deploy.speakerdb import SpeakerDB, SpeakerDBError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
 TOKEN = "test-token-0123456789abcdef"
 MODEL = "sinctdnn-aam"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def real() -> Path:
-    if not (REAL / "arctic-slt").is_dir():
-        pytest.skip(f"real recordings not found at {REAL.resolve()} (../shared/data/real beside the checkout)")
-    return REAL
+def real(shared_data) -> Path:
+    return shared_data / "real"
 
 
 @pytest.fixture(scope="module")
