@@ -54,9 +54,15 @@ def session():
         started = True
     try:
         yield
-    finally:
+    except BaseException:
         if started:
             dist.destroy_process_group()
+        raise
+    if started:
+        # Rank 0 may still be working alone (the front-end choice at the end of training): a rank
+        # that tore gloo down meanwhile could abort the process at exit. Leave together.
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:
