@@ -97,8 +97,8 @@ def test_ce_matches_loop():
     close(loss(EMBEDDINGS, LABELS), cross_entropy(rows, LABELS))
 
 
-def test_center_is_ce_plus_half_mean_squared_distance():
-    loss = CenterLoss(DIM, SPEAKERS, lambda_=0.1)
+def test_center_euclidean_is_ce_plus_half_mean_squared_distance():
+    loss = CenterLoss(DIM, SPEAKERS, lambda_=0.1, distance="euclidean", classifier_bias=True)
     centers = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
     with torch.no_grad():
         loss.classifier.weight.copy_(WEIGHTS)
@@ -189,13 +189,15 @@ def pair_distance(a, b, distance, normalize=True):
     return math.sqrt(sum((float(u) - float(v)) ** 2 for u, v in zip(a, b)))
 
 
+@pytest.mark.parametrize("reduction", ["all_pairs", "separate"])
 @pytest.mark.parametrize(
     "distance, margin, normalize",
     [("cosine", 0.6, True), ("cosine", None, True), ("euclidean", 1.2, True), ("euclidean", 1.5, False)],
 )
-def test_contrastive_matches_pair_loop(distance, margin, normalize):
-    loss = ContrastiveLoss(DIM, distance=distance, margin=margin, normalize=normalize)
-    m = {"cosine": 0.5, "euclidean": 1.0}[distance] if margin is None else margin
+def test_contrastive_matches_pair_loop(distance, margin, normalize, reduction):
+    params = {} if margin is None else {"margin": margin}
+    loss = ContrastiveLoss(DIM, distance=distance, normalize=normalize, reduction=reduction, **params)
+    m = 0.4 if margin is None else margin
     positives, negatives = [], []
     for i, j in itertools.combinations(range(len(LABELS)), 2):
         d = pair_distance(EMBEDDINGS[i], EMBEDDINGS[j], distance, normalize)
@@ -204,7 +206,11 @@ def test_contrastive_matches_pair_loop(distance, margin, normalize):
         else:
             negatives.append(0.5 * max(0.0, m - d) ** 2)
     assert any(negatives)  # the batch exercises the hinge
-    close(loss(EMBEDDINGS, LABELS), sum(positives) / len(positives) + sum(negatives) / len(negatives))
+    if reduction == "all_pairs":
+        expected = (sum(positives) + sum(negatives)) / (len(positives) + len(negatives))
+    else:
+        expected = sum(positives) / len(positives) + sum(negatives) / len(negatives)
+    close(loss(EMBEDDINGS, LABELS), expected)
 
 
 # ---------------------------------------------------------------- triplet mining
@@ -272,11 +278,24 @@ def test_semi_hard_picks_closest_of_several_semi_hard_negatives():
     assert got == brute_force_triplets("semi_hard", x[:, 0], labels.tolist(), LINE_MARGIN)
 
 
-@pytest.mark.parametrize("mining, expected_eighths", [("all", 26 / 10), ("hard", 16 / 5), ("semi_hard", 5 / 5)])
-def test_triplet_loss_is_mean_over_mined_triplets(mining, expected_eighths):
-    # by hand (eighths): all: 1+2+3+6+1+4+6+1+1+1 = 26 over 10; hard: 2+6+6+1+1 over 5;
-    # semi_hard: each of its 5 triplets has d_an - d_ap = 1, loss 1
-    loss = TripletLoss(1, mining=mining, margin=LINE_MARGIN, distance="euclidean", normalize=False)
+@pytest.mark.parametrize(
+    "mining, reduction, expected_eighths",
+    [
+        ("all", "violating", 26 / 10),
+        ("all", "all_triplets", 26 / 18),
+        ("hard", "all_triplets", 16 / 5),
+        ("hard", "violating", 16 / 5),
+        ("semi_hard", "all_triplets", 5 / 5),
+        ("semi_hard", "violating", 5 / 5),
+    ],
+)
+def test_triplet_loss_is_mean_over_mined_triplets(mining, reduction, expected_eighths):
+    # by hand (eighths): all: 1+2+3+6+1+4+6+1+1+1 = 26 over the 10 violating triplets,
+    # or over all 18 valid ones (A's 3 anchors x 2 positives x 2 negatives + B's 2 x 1 x 3);
+    # hard: 2+6+6+1+1 over 5 (none is 0); semi_hard: each of its 5 triplets has
+    # d_an - d_ap = 1, loss 1
+    loss = TripletLoss(1, mining=mining, margin=LINE_MARGIN, distance="euclidean", normalize=False,
+                       reduction=reduction)
     close(loss(LINE, LINE_LABELS), expected_eighths / 8)
 
 
@@ -296,6 +315,83 @@ def test_triplet_without_mined_triplets_is_zero_and_differentiable():
     value = TripletLoss(2, mining="all", margin=0.1)(x, torch.tensor([0, 0, 1, 1]))
     value.backward()
     assert value.item() == 0.0 and torch.equal(x.grad, torch.zeros_like(x))
+
+
+# ---------------------------------------------------------------- seed-code defaults, by hand
+
+# Four 2-D embeddings of speakers [0, 0, 1, 1], chosen for exact cosines: their unit
+# vectors are (1, 0), (0.6, 0.8), (0, 1), (-0.6, 0.8). The distances 1 - cos:
+#   same speaker:      d01 = 0.4, d23 = 0.2
+#   different speaker: d02 = 1.0, d03 = 1.6, d12 = 0.2, d13 = 0.72
+SQUARE = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 2.0], [-3.0, 4.0]])
+SQUARE_LABELS = torch.tensor([0, 0, 1, 1])
+
+
+def test_contrastive_default_is_seed_all_pairs_mean_with_margin_0_4():
+    # 1/(2P) sum over the 6 pairs: d^2 for the 2 same-speaker pairs, max(0, 0.4 - d)^2 for
+    # the 4 others, of which only d12 = 0.2 is inside the margin
+    expected = (0.4**2 + 0.2**2 + (0.4 - 0.2) ** 2 + 0.0 + 0.0 + 0.0) / (2 * 6)  # 0.02
+    close(build_loss("contrastive", embedding_dim=2, num_speakers=2)(SQUARE, SQUARE_LABELS), expected, tol=1e-6)
+
+
+def test_contrastive_separate_with_margin_0_5_is_the_earlier_default():
+    # 1/2 mean of the 2 positive d^2 + 1/2 mean of the 4 negative max(0, 0.5 - d)^2
+    # (only d12 = 0.2 is inside the margin)
+    expected = 0.5 * (0.4**2 + 0.2**2) / 2 + 0.5 * (0.5 - 0.2) ** 2 / 4  # 0.06125
+    loss = ContrastiveLoss(2, margin=0.5, reduction="separate")
+    close(loss(SQUARE, SQUARE_LABELS), expected, tol=1e-6)
+
+
+def test_triplet_default_is_seed_mean_over_all_triplets_with_margin_0_4():
+    # the 8 valid (a, p, n) and max(0, d_ap - d_an + 0.4):
+    #   (0,1,2) 0.4-1.0  (0,1,3) 0.4-1.6  (2,3,0) 0.2-1.0  (3,2,0) 0.2-1.6  (3,2,1) 0.2-0.72: all < -0.4, 0
+    #   (1,0,2) 0.4 - 0.2 + 0.4 = 0.6   (1,0,3) 0.4 - 0.72 + 0.4 = 0.08   (2,3,1) 0.2 - 0.2 + 0.4 = 0.4
+    expected = (0.6 + 0.08 + 0.4) / 8  # 0.135, zeros included
+    close(build_loss("triplet", embedding_dim=2, num_speakers=2)(SQUARE, SQUARE_LABELS), expected, tol=1e-6)
+
+
+def test_triplet_violating_with_margin_0_2_is_the_earlier_default():
+    # with margin 0.2 only (1,0,2): 0.4 - 0.2 + 0.2 = 0.4 and (2,3,1): 0.2 - 0.2 + 0.2 = 0.2
+    # are > 0 ((1,0,3): 0.4 - 0.72 + 0.2 < 0); the mean is over those 2
+    loss = TripletLoss(2, margin=0.2, mining="all", reduction="violating")
+    close(loss(SQUARE, SQUARE_LABELS), (0.4 + 0.2) / 2, tol=1e-6)
+
+
+def center_with(loss, weight, centers, bias=None):
+    with torch.no_grad():
+        loss.classifier.weight.copy_(weight)
+        if bias is not None:
+            loss.classifier.bias.copy_(bias)
+        loss.centers.copy_(centers)
+    return loss
+
+
+# identity classifier (logits = x) and centres c0 = (4, 3), c1 = (0, 1): the cosines to
+# the own centre are 0.8, 0.96, 1.0, 0.8
+SQUARE_CENTERS = torch.tensor([[4.0, 3.0], [0.0, 1.0]])
+
+
+def test_center_default_is_seed_cosine_term_weight_1_without_bias():
+    loss = build_loss("center", embedding_dim=2, num_speakers=2)
+    assert loss.classifier.bias is None
+    center_with(loss, torch.eye(2), SQUARE_CENTERS)
+    ce = cross_entropy([[1.0, 0.0], [0.6, 0.8], [0.0, 2.0], [-3.0, 4.0]], [0, 0, 1, 1])
+    pull = (0.2**2 + 0.04**2 + 0.0**2 + 0.2**2) / 2 / 4  # mean of (1 - cos)^2 / 2 = 0.0102
+    close(loss(SQUARE, SQUARE_LABELS), ce + 1.0 * pull, tol=1e-6)
+
+
+def test_center_euclidean_weight_0_01_with_bias_is_the_earlier_default():
+    loss = CenterLoss(2, 2, distance="euclidean", lambda_=0.01, classifier_bias=True)
+    center_with(loss, torch.eye(2), SQUARE_CENTERS, bias=torch.tensor([0.1, -0.2]))
+    ce = cross_entropy([[1.1, -0.2], [0.7, 0.6], [0.1, 1.8], [-2.9, 3.8]], [0, 0, 1, 1])
+    # x - c: (-3, -3), (-3.4, -2.2), (0, 1), (-3, 3): squared norms 18, 16.4, 1, 18
+    pull = (18.0 + 16.4 + 1.0 + 18.0) / 2 / 4  # 6.675
+    close(loss(SQUARE, SQUARE_LABELS), ce + 0.01 * pull, tol=1e-6)
+
+
+def test_center_cosine_term_ignores_embedding_scale():
+    loss = center_with(CenterLoss(2, 2), torch.zeros(2, 2), SQUARE_CENTERS)
+    close(loss.center_term(SQUARE * 10.0, SQUARE_LABELS), loss.center_term(SQUARE, SQUARE_LABELS), tol=1e-6)
 
 
 # ---------------------------------------------------------------- numerics, dtypes, heads
@@ -420,7 +516,11 @@ def test_build_loss_passes_params_and_defaults():
     assert (loss.margin_rad, loss.scale, loss.num_speakers, loss.embedding_dim) == (0.2, 10.0, 10, 8)
     assert build_loss("triplet", 8, 10, mining="semi_hard").miner.mining == "semi_hard"
     assert loss_params("am_softmax") == {"margin": 0.2, "scale": 30.0}
-    assert loss_params("contrastive") == {"distance": "cosine", "margin": None, "normalize": True}
+    assert loss_params("contrastive") == {"distance": "cosine", "margin": 0.4, "normalize": True,
+                                          "reduction": "all_pairs"}
+    assert loss_params("triplet") == {"mining": "all", "margin": 0.4, "distance": "cosine", "normalize": True,
+                                      "reduction": "all_triplets"}
+    assert loss_params("center") == {"lambda_": 1.0, "distance": "cosine", "classifier_bias": False}
 
 
 def test_unknown_loss_name_lists_allowed():
@@ -446,6 +546,11 @@ def test_unknown_param_is_named():
         ("am_softmax", {"margin": -0.1}, r"margin must be >= 0, got -0.1"),
         ("subcenter_aam", {"num_subcenters": 0}, r"num_subcenters must be an integer >= 1, got 0"),
         ("center", {"lambda_": "0.1"}, r"lambda_ must be a finite number, got '0.1'"),
+        ("center", {"distance": "l2"}, r"distance must be one of 'cosine', 'euclidean', got 'l2'"),
+        ("center", {"classifier_bias": "no"}, r"classifier_bias must be true or false, got 'no'"),
+        ("contrastive", {"reduction": "mean"}, r"reduction must be one of 'all_pairs', 'separate', got 'mean'"),
+        ("contrastive", {"margin": -0.4}, r"margin must be >= 0, got -0.4"),
+        ("triplet", {"reduction": "nonzero"}, r"reduction must be one of 'all_triplets', 'violating', got 'nonzero'"),
     ],
 )
 def test_bad_param_values_raise_config_error(name, params, message):
@@ -499,7 +604,7 @@ def test_pml_triplet_all_agrees(pml, distance):
     # PML averages over the non-zero triplets of all valid ones (AvgNonZeroReducer);
     # on a cosine *similarity* it uses s_an - s_ap + margin = d_ap - d_an + margin
     theirs = TripletMarginLoss(margin=0.2, distance=their_distance)
-    close(TripletLoss(DIM, mining="all", margin=0.2, distance=distance)(x, y), theirs(x, y))
+    close(TripletLoss(DIM, mining="all", margin=0.2, distance=distance, reduction="violating")(x, y), theirs(x, y))
 
 
 def test_pml_batch_hard_miner_agrees(pml):
@@ -544,5 +649,5 @@ def test_pml_contrastive_positive_term_agrees_up_to_half(pml):
     x, y = random_batch(seed=5, speakers=3, per_speaker=2)
     x = x + 20.0 * torch.nn.functional.one_hot(y, DIM).float()
     theirs = PMLContrastiveLoss(pos_margin=0.0, neg_margin=0.1, distance=LpDistance(normalize_embeddings=True, power=2))
-    ours = ContrastiveLoss(DIM, distance="euclidean", margin=math.sqrt(0.1))
+    ours = ContrastiveLoss(DIM, distance="euclidean", margin=math.sqrt(0.1), reduction="separate")
     close(ours(x, y), 0.5 * float(theirs(x, y)))

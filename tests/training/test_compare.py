@@ -10,6 +10,8 @@ from voxmetric.cli import main
 from voxmetric.data.corpus import nested_speakers
 from voxmetric.errors import ConfigError
 from voxmetric.training.compare import TIME_SECTION, last_third_change, parse_train_speakers
+from voxmetric.training.compare_report import convergence_table
+from voxmetric.training.compare_runs import eer_standard_error, plateau_verdict
 
 from .test_trainer import TINY_MODEL, _config, tiny_corpus  # noqa: F401 (fixture)
 
@@ -78,6 +80,24 @@ def test_last_third_change():
     assert (change["from_epoch"], change["to_epoch"]) == (6, 9) and change["change"] == pytest.approx(0.0)
     assert last_third_change(history[:3])["from_epoch"] == 2  # 3 epochs: epoch 3 against epoch 2
     assert last_third_change([{"epoch": 1, "val_eer": None}]) is None
+
+
+def test_plateau_verdict_against_hand_computed_noise():
+    # EER 10% on 100 + 100 trials: SE = 100 * sqrt(0.1 * 0.9 / 4 * (1/100 + 1/100)) = 2.1213 points
+    assert eer_standard_error(10.0, 100, 100) == pytest.approx(2.12132, abs=1e-4)
+    noise = 1.96 * 2 ** 0.5 * 2.12132
+    flat = {"from_epoch": 6, "to_epoch": 9, "from_eer": 11.0, "to_eer": 9.0, "change": -2.0}
+    assert plateau_verdict(flat, 100, 100) == {"verdict": "plateau", "noise": pytest.approx(noise, abs=1e-3)}
+    falling = {"from_epoch": 6, "to_epoch": 9, "from_eer": 14.0, "to_eer": 6.0, "change": -8.0}
+    assert plateau_verdict(falling, 100, 100)["verdict"] == "improving"
+    assert plateau_verdict({**falling, "from_eer": 6.0, "to_eer": 14.0, "change": 8.0}, 100, 100)["verdict"] == "rising"
+    # 10,000 trials a side: the same 2-point fall is no longer noise
+    assert plateau_verdict(flat, 10_000, 10_000)["verdict"] == "improving"
+    runs = {"ce": [{"seed": 0, "tested_checkpoint": "best", "val_eer": [20.0, 11.0, 9.0],
+                    "val_change_last_third": flat}]}
+    table = convergence_table(runs, (100, 100))
+    assert "plateau (noise +-5.88)" in table and "1 of 1 runs on a plateau" in table
+    assert "verdict" in convergence_table(runs) and "runs on a plateau" not in convergence_table(runs)
 
 
 TINY_DEMO = {

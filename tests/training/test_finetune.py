@@ -295,8 +295,13 @@ def test_recipe_layout_is_speaker_disjoint_linked_and_deterministic(tmp_path, ti
 
     coloured = degrade.make_noise  # the validation noise bank as coloured noises only: babble takes seconds each
     monkeypatch.setattr(degrade, "make_noise", lambda index, duration_s, seed: coloured(3 * index, duration_s, seed))
+    generated = []
+    monkeypatch.setattr(prepare, "synthesize", lambda out, **kw: (out.mkdir(parents=True), generated.append(kw)))
     speakers = tiny_corpus / "train"
     counts = prepare.prepare(speakers, tmp_path / "a", 2, None, 0, 100)
+    # the rehearsal corpus: the bundled models' own synthetic training corpus
+    assert generated == [{"speakers": 300, "utterances": 16, "seed": 1, "progress": False}]
+    assert (tmp_path / "a" / "rehearsal" / "synth").is_dir()
     assert counts == {"train": 2, "val": 2, "trials": 2 * 12}  # 6 same-speaker pairs + 6 others, 2 conditions
     train_speakers = {p.name for p in (tmp_path / "a" / "train").iterdir()}
     val_speakers = {p.name for p in (tmp_path / "a" / "val" / "clean").iterdir() if p.is_symlink()}
@@ -309,7 +314,8 @@ def test_recipe_layout_is_speaker_disjoint_linked_and_deterministic(tmp_path, ti
     assert (tmp_path / "b" / "val" / "trials.txt").read_text() == "\n".join(lines) + "\n"
     listed = tmp_path / "val.txt"
     listed.write_text("# held out\nspk1\nspk3\n")
-    prepare.prepare(speakers, tmp_path / "c", None, listed, 0, 100)
+    prepare.prepare(speakers, tmp_path / "c", None, listed, 0, 100, rehearsal_speakers=0)
+    assert not (tmp_path / "c" / "rehearsal").exists() and len(generated) == 2
     assert sorted(p.name for p in (tmp_path / "c" / "train").iterdir()) == ["spk0", "spk2"]
 
 

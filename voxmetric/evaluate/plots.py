@@ -174,7 +174,8 @@ def plot_training_curves(logs: Mapping[str, str | os.PathLike], path: str | os.P
 
 
 def plot_scale(points: Mapping[str, list], path: str | os.PathLike,
-               title: str = "Test EER against training speakers") -> None:
+               title: str = "Test EER against training speakers", xlabel: str = "training speakers",
+               ylabel: str = "test EER (%)") -> None:
     """Mean EER (with its interval) against the number of training speakers, one line per system.
 
     Args:
@@ -199,7 +200,7 @@ def plot_scale(points: Mapping[str, list], path: str | os.PathLike,
     axes.set_xscale("log")
     ticks = sorted({r[0] for rows in points.values() for r in rows})
     axes.set_xticks(ticks, labels=[str(t) for t in ticks])
-    axes.set(xlabel="training speakers", ylabel="test EER (%)", title=title)
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
     axes.grid(True, linewidth=0.4, alpha=0.6)
     axes.legend(fontsize="small")
     _save(figure, path)

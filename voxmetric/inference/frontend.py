@@ -153,16 +153,21 @@ class Frontend:
             eval mode under ``torch.inference_mode``.
         settings: :class:`FrontendSettings` (default: VAD on, 3 s windows every 0.1 s).
         device: where the network runs.
+        cache: a :class:`~voxmetric.inference.prepared_cache.PreparedCache` that keeps the
+            prepared waveforms of files (steps 1-3) for the next front-end with the same
+            ``vad`` and ``rms_dbfs``: validation and comparisons, which embed the same files
+            with changing networks. None (default): every call reads the file.
 
     Each input is embedded on its own, so a batch gives exactly the embeddings of its
     items alone (no padding).
     """
 
     def __init__(self, network: torch.nn.Module, settings: FrontendSettings = FrontendSettings(),
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", cache=None):
         self.network = network
         self.settings = FrontendSettings.from_dict(settings)
         self.device = torch.device(device)
+        self.cache = cache
 
     def __repr__(self) -> str:
         return f"Frontend({type(self.network).__name__}, {self.settings}, device={str(self.device)!r})"
@@ -188,10 +193,17 @@ class Frontend:
         if isinstance(item, (str, os.PathLike)):
             if sample_rate_hz is not None:
                 raise ValueError("sample_rate_hz is for arrays; a file's rate is read from its header")
-            waveform, report = load_speech(source, vad=self.settings.vad)
+            if self.cache is not None:
+                shaping = (self.settings.vad, self.settings.rms_dbfs)
+                return self.cache.get(item, shaping, lambda: self._prepare_file(source))
+            return self._prepare_file(source)
         else:
             waveform, report = load_speech(as_mono(item, None), sample_rate_hz=sample_rate_hz,
                                            vad=self.settings.vad)
+        return self._normalise_level(waveform, source), report
+
+    def _prepare_file(self, source: str) -> tuple[np.ndarray, QualityReport]:
+        waveform, report = load_speech(source, vad=self.settings.vad)
         return self._normalise_level(waveform, source), report
 
     def _normalise_level(self, waveform: np.ndarray, source: str) -> np.ndarray:

@@ -8,7 +8,7 @@ All losses share one call shape, ``loss(embeddings (batch, D), labels (batch,)) 
 name            loss                                         reference
 =============== ============================================ =====================
 ``ce``          softmax cross-entropy (linear + bias)        --
-``center``      CE + lambda_ * centre pull                   Wen et al. 2016
+``center``      CE + lambda_ * (cosine) centre pull          Wen et al. 2016
 ``coco``        congenerous cosine                           Liu et al. 2017
 ``aam``         additive angular margin (ArcFace)            Deng et al. 2019
 ``am_softmax``  additive margin softmax (CosFace)            Wang et al. 2018
@@ -16,6 +16,9 @@ name            loss                                         reference
 ``contrastive`` contrastive over all pairs                   Hadsell et al. 2006
 ``triplet``     triplet over mined triplets                  Schroff et al. 2015
 =============== ============================================ =====================
+
+With no parameters, ``center``, ``contrastive`` and ``triplet`` follow the seed code of
+Coria et al. (2020), pyannote.audio 1.x (definitions and defaults cited in each class).
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ class SoftmaxLoss(ClassificationLoss):
         self.classifier = nn.Linear(self.embedding_dim, self.num_speakers)
 
     def logits(self, embeddings: Tensor) -> Tensor:
-        """``(batch, D) -> (batch, num_speakers)``: ``W x + b``."""
-        return F.linear(embeddings, self.classifier.weight.float(), self.classifier.bias.float())
+        """``(batch, D) -> (batch, num_speakers)``: ``W x + b`` (``W x`` for a head without bias)."""
+        bias = self.classifier.bias  # None for a bias-free head (CenterLoss's default)
+        return F.linear(embeddings, self.classifier.weight.float(), None if bias is None else bias.float())
 
     def compute_loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         return F.cross_entropy(self.logits(embeddings), labels)

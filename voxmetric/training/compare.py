@@ -162,12 +162,14 @@ def _test(run: Config, checkpoint: str | Path, corpus, progress: bool, cohort=No
     from ..evaluate.pipeline import cohort_embeddings, evaluate_trials
     from ..inference.frontend import Frontend
     from ..inference.loading import load_network
+    from ..inference.prepared_cache import shared_prepared_cache
     from .trainer import resolve_device
 
     # The checkpoint's network behind the front-end it was validated with: the same
     # path (and so the same scores) as `embed` + `score` + `eval` and `calibrate` of it.
     network, source = load_network(checkpoint)
-    frontend = Frontend(network, source.frontend, resolve_device(run.training.device))
+    # Every run is tested on the same files: read, trimmed and scaled once per process.
+    frontend = Frontend(network, source.frontend, resolve_device(run.training.device), cache=shared_prepared_cache())
     started = time.perf_counter()
     e = run.evaluation
     if cohort is None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..fileio import atomic_open, atomic_path, write_json
+from .compare_runs import plateau_verdict
 from .config import Config
 
 TIME_SECTION = "## Time"
@@ -90,17 +91,43 @@ def pairwise_table(tests: list[dict[str, Any]], n_bootstrap: int) -> str:
     return "\n".join(lines)
 
 
-def convergence_table(runs: dict[str, list[dict[str, Any]]]) -> str:
-    lines = ["| loss | seed | tested checkpoint | validation EER % per epoch | change over the last third (points) |",
-             "|---|---|---|---|---|"]
+def convergence_table(runs: dict[str, list[dict[str, Any]]], val_counts: tuple[int, int] | None = None) -> str:
+    """The per-run validation curves and their change over the last third; with the validation
+    list's (target, non-target) counts, a verdict per run (:func:`plateau_verdict`) and a summary."""
+    lines = ["| loss | seed | tested checkpoint | validation EER % per epoch | change over the last third (points) "
+             "| verdict |", "|---|---|---|---|---|---|"]
+    verdicts = []
     for name, seed_runs in runs.items():
         for run in seed_runs:
             change = run["val_change_last_third"]
             curve = " ".join(f"{v:.1f}" for v in run["val_eer"] if v is not None) or "-"
             text = "-" if change is None else (f"{change['change']:+.2f} (epoch {change['from_epoch']} "
                                                f"{change['from_eer']:.2f} -> {change['to_epoch']} {change['to_eer']:.2f})")
-            lines.append(f"| {name} | {run['seed']} | {run['tested_checkpoint']} | {curve} | {text} |")
+            verdict = "-"
+            if change is not None and val_counts is not None:
+                judged = plateau_verdict(change, *val_counts)
+                verdicts.append(judged["verdict"])
+                verdict = f"{judged['verdict']} (noise +-{judged['noise']:.2f})"
+            lines.append(f"| {name} | {run['seed']} | {run['tested_checkpoint']} | {curve} | {text} | {verdict} |")
+    if verdicts:
+        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("plateau", "improving", "rising") if v in verdicts)
+        lines += ["", f"{verdicts.count('plateau')} of {len(verdicts)} runs on a plateau ({counts}). Noise: 1.96 x "
+                  f"sqrt(2) x the standard error of an EER on the {val_counts[0]} target and {val_counts[1]} "
+                  "non-target validation trials (sqrt(p (1 - p) / 4 (1/N_target + 1/N_nontarget)), "
+                  "voxmetric/training/compare_runs.py): a smaller change cannot be told from the validation "
+                  "set's sampling noise."]
     return "\n".join(lines)
+
+
+def validation_counts(config: Config) -> tuple[int, int] | None:
+    """(target, non-target) trials of the config's validation list; None without one."""
+    from ..data.trials import read_trials
+
+    if not config.validation.trials:
+        return None
+    trials = read_trials(config.validation.trials)
+    targets = sum(1 for t in trials if t.label)
+    return targets, len(trials) - targets
 
 
 def _write_report(out: Path, runs: dict[str, list[dict[str, Any]]], config: Config, seeds: int, timed: bool,
@@ -178,7 +205,7 @@ def _write_report(out: Path, runs: dict[str, list[dict[str, Any]]], config: Conf
                   + ".", ""] + [f"- {line}" for line in ranking] + [""]
     parts += ["## Convergence: validation EER over the last third of training", "",
               "Negative change: still improving when training stopped; near 0: a plateau.", "",
-              convergence_table(runs), ""]
+              convergence_table(runs, validation_counts(config)), ""]
     deterministic = "\n".join(parts)
     timing = [TIME_SECTION + " (reported, never used to decide anything)", "",
               "| loss | seed | batches | train time" + (" (earlier run)" if reused_from is not None else "")

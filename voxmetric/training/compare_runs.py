@@ -51,6 +51,34 @@ def last_third_change(history: list[dict[str, Any]]) -> dict[str, Any] | None:
             "change": end - start}
 
 
+def eer_standard_error(eer_percent: float, n_target: int, n_nontarget: int) -> float:
+    """Approximate standard error (percentage points) of an EER measured on ``n_target`` and
+    ``n_nontarget`` trials.
+
+    At the EER point the miss and false-alarm rates both equal p; each is a binomial
+    proportion and the EER is their average, so (as for the half total error rate,
+    Bengio & Mariethoz 2004) SE = sqrt(p (1 - p) / 4 * (1 / n_target + 1 / n_nontarget)).
+    """
+    p = min(max(eer_percent / 100.0, 0.0), 1.0)
+    return 100.0 * math.sqrt(p * (1.0 - p) / 4.0 * (1.0 / n_target + 1.0 / n_nontarget))
+
+
+def plateau_verdict(change: dict[str, Any], n_target: int, n_nontarget: int) -> dict[str, Any]:
+    """Whether a run's validation EER had flattened over its last third (:func:`last_third_change`).
+
+    The noise of a change between two validation EERs is taken as 1.96 x sqrt(2) x their
+    standard error (:func:`eer_standard_error` at the mean of the two EERs): the 95% bound of
+    the difference of two independent measurements, conservative for two models scored on
+    the same trials. ``plateau``: the change is within that noise; ``improving``: the EER fell
+    by more (training stopped too early); ``rising``: it rose by more (the tested checkpoint,
+    the best-validation one, is then earlier than the last).
+    """
+    mean = (change["from_eer"] + change["to_eer"]) / 2
+    noise = 1.96 * math.sqrt(2.0) * eer_standard_error(mean, n_target, n_nontarget)
+    verdict = "plateau" if abs(change["change"]) <= noise else ("improving" if change["change"] < 0 else "rising")
+    return {"verdict": verdict, "noise": noise}
+
+
 def tested_checkpoint(run_dir: Path, record: dict[str, Any]) -> Path:
     """The checkpoint a run is tested with: the best validation EER's, else the last."""
     return run_dir / "checkpoints" / ("best.pt" if record["best_checkpoint"] else "last.pt")

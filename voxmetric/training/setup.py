@@ -121,8 +121,10 @@ def validate(model: nn.Module, config: Config, device: torch.device, progress: b
         return None
     from ..evaluate.pipeline import evaluate_trials
     from ..inference.frontend import Frontend
+    from ..inference.prepared_cache import shared_prepared_cache
 
-    frontend = Frontend(model, frontend_settings(config), device)
+    # The validation files are read, trimmed and scaled once per process, not once per epoch.
+    frontend = Frontend(model, frontend_settings(config), device, cache=shared_prepared_cache())
     result = evaluate_trials(frontend, config.validation.trials, config.validation.root, n_bootstrap=0,
                              progress=progress)
     return result["cosine"]["eer"] * 100
