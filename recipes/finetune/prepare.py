@@ -3,6 +3,7 @@
 validation trials (clean and degraded) and augmentation noises.
 
     python recipes/finetune/prepare.py SPEAKERS OUT [--val-speakers 24 | --val-list FILE] [--seed 0]
+                                      [--rehearsal-speakers 300]
 
 ``SPEAKERS`` holds one sub-folder of recordings per speaker (your own data, or
 ``../shared/data/speechocean-train``). Writes into ``OUT`` (symbolic links to your
@@ -20,7 +21,11 @@ folders, generated files; no recording is copied):
 - ``val/trials.txt``: the trials in both conditions (``clean/...`` and ``degraded/...``,
   relative to ``val/``): the model kept is the one that holds up in both;
 - ``noise/`` and ``rirs/``: generated noises and room impulse responses for training
-  augmentation (seed 0, as for the bundled models).
+  augmentation (seed 0, as for the bundled models);
+- ``rehearsal/synth/``: the rehearsal corpus the fine-tuning configs train on beside your
+  speakers: the built-in synthetic corpus the bundled models learnt from (300 speakers x 16
+  utterances, seed 1, as ``recipes/bundled/prepare.py`` makes it; ``--rehearsal-speakers 0``
+  skips it, and the configs' ``data.corpus`` must then name your speakers only).
 
 Everything is a function of the inputs and the seeds: running it again gives the same files.
 """
@@ -37,9 +42,12 @@ import numpy as np
 
 from voxmetric.data.degrade import write_noise_folder, write_rir_folder
 from voxmetric.data.readers import read_speaker_folders
+from voxmetric.data.synth import synthesize
 from voxmetric.data.trials import Trial, make_trials, read_trials, write_trials
 
 VAL_NOISE_SEED = 2000
+REHEARSAL_SEED = 1  # the bundled models' synthetic corpus (recipes/bundled/prepare.py)
+REHEARSAL_UTTERANCES = 16
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
@@ -89,7 +97,7 @@ def _degrade(clean: Path, degraded: Path) -> None:
 
 
 def prepare(speakers_dir: Path, out: Path, val_speakers: int | None, val_list: Path | None, seed: int,
-            max_trials: int) -> dict[str, int]:
+            max_trials: int, rehearsal_speakers: int = 300) -> dict[str, int]:
     """Write the layout of the module doc into ``out``; returns counts for the summary line."""
     folders = sorted(p for p in speakers_dir.iterdir() if p.is_dir() and not p.name.startswith("."))  # not caches
     if len(folders) < 4:
@@ -116,6 +124,9 @@ def prepare(speakers_dir: Path, out: Path, val_speakers: int | None, val_list: P
         write_noise_folder(out / "noise", files=48, seed=0)
     if not (out / "rirs").is_dir():
         write_rir_folder(out / "rirs", files=64, seed=0)
+    if rehearsal_speakers and not (out / "rehearsal" / "synth").is_dir():
+        synthesize(out / "rehearsal" / "synth", speakers=rehearsal_speakers, utterances=REHEARSAL_UTTERANCES,
+                   seed=REHEARSAL_SEED, progress=False)
     return {"train": len(folders) - len(held_out), "val": len(held_out), "trials": len(both)}
 
 
@@ -127,8 +138,14 @@ def main(argv=None) -> int:
     parser.add_argument("--val-list", type=Path, help="file naming the validation speakers, one a line")
     parser.add_argument("--seed", type=int, default=0, help="seed of the speaker draw and the trials")
     parser.add_argument("--max-trials", type=int, default=5000, help="same-speaker trials at most (per condition)")
+    parser.add_argument("--rehearsal-speakers", type=int, default=300,
+                        help="speakers of the generated rehearsal corpus (the bundled models' synthetic corpus: "
+                             "300; 0: none)")
     args = parser.parse_args(argv)
-    counts = prepare(args.speakers, args.out, args.val_speakers, args.val_list, args.seed, args.max_trials)
+    if args.rehearsal_speakers < 0:
+        parser.error("--rehearsal-speakers must be 0 or more")
+    counts = prepare(args.speakers, args.out, args.val_speakers, args.val_list, args.seed, args.max_trials,
+                     args.rehearsal_speakers)
     print(f"{args.out}: {counts['train']} training speakers, {counts['val']} validation speakers, "
           f"{counts['trials']} validation trials (clean and degraded)")
     return 0

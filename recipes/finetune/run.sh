@@ -29,7 +29,7 @@ EXTRA=()
 if [[ "${SMOKE:-0}" == 1 ]]; then
   # 3 validation speakers (20 trials a condition), 8 training speakers, 3 batches of which 2
   # frozen, the test on the first 40 trials of each set: every step runs, nothing is measured.
-  SPLIT=(--val-speakers 3 --max-trials 20)
+  SPLIT=(--val-speakers 3 --max-trials 20 --rehearsal-speakers 12)
   EXTRA=(--set training.epochs=1 --set training.batches_per_epoch=3 --set training.freeze_network_batches=2
          --set data.speakers_per_batch=4 --set data.num_speakers=8 --set data.num_workers=0
          --set schedule.warmup_batches=1 --set training.log_every_batches=1)
@@ -37,14 +37,15 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
 fi
 [[ -f "$SHARED/real/trials.txt" ]] || { echo "no $SHARED/real/trials.txt: run from the repository root beside ../shared" >&2; exit 1; }
 
-# 1. Layout: links to the speaker folders, validation trials (clean + degraded), noises and RIRs.
+# 1. Layout: links to the speaker folders, validation trials (clean + degraded), noises and RIRs,
+#    the rehearsal corpus (the bundled models' synthetic training speakers).
 [[ -f "$WORK/val/trials.txt" ]] || $PY recipes/finetune/prepare.py "$SHARED/speechocean-train" "$WORK" "${SPLIT[@]}" --seed 0
 # 2. The degraded copy of the test set (deterministic; the one benchmarks/verification_eer.py uses).
 [[ -f data/real-degraded/trials.txt ]] || $PY scripts/make_degraded_trials.py "$SHARED/real" data/real-degraded
 
 # 3. Fine-tune (epoch 0 validates the bundled model itself). A stopped run continues.
 ABS_WORK=$(cd "$WORK" && pwd)
-PATHS=(--set data.corpus="$ABS_WORK/train" --set validation.trials="$ABS_WORK/val/trials.txt"
+PATHS=(--set "data.corpus=[$ABS_WORK/train, $ABS_WORK/rehearsal/synth]" --set validation.trials="$ABS_WORK/val/trials.txt"
        --set validation.root="$ABS_WORK/val" --set data.augmentation.noise_dir="$ABS_WORK/noise"
        --set data.augmentation.rir_dir="$ABS_WORK/rirs")
 if [[ ! -f "$EXP/train_result.json" ]]; then
