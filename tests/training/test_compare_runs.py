@@ -95,6 +95,20 @@ def test_a_different_training_config_or_a_missing_run_is_refused(source, tmp_pat
     assert not out.exists()  # refused before any testing
 
 
+def test_runs_record_their_loss_parameters_and_other_values_are_refused(source, tmp_path, capsys):
+    import yaml
+
+    config, trained = source
+    saved = yaml.safe_load((trained / "triplet" / "seed3" / "config.yml").read_text())
+    # written out in full: a later change of a default cannot pass for this run
+    assert saved["loss"]["params"] == {"mining": "all", "margin": 0.4, "distance": "cosine", "normalize": True,
+                                       "reduction": "all_triplets"}
+    assert main(["compare", str(config), "--reuse-runs", str(trained), "--out", str(tmp_path / "x"), "-q",
+                 "--set", "loss.name=triplet", "--set", "loss.params={margin: 0.2}"]) == 1
+    err = capsys.readouterr().err
+    assert "triplet/seed3/config.yml" in err and "different loss.params than" in err
+
+
 def test_a_missing_checkpoint_is_named(source, tmp_path, capsys):
     config, trained = source
     best = trained / "triplet" / "seed4" / "checkpoints" / "best.pt"

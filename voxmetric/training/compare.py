@@ -99,10 +99,17 @@ def parse_train_speakers(text: str | None) -> list[int] | None:
 
 def run_config(config: Config, loss_name: str, budget_batches: int | None, budget_s: float | None,
                seed_offset: int = 0) -> Config:
-    """The config of one run: the loss swapped, batches fit for pairs, budget and seed applied."""
+    """The config of one run: the loss swapped, batches fit for pairs, budget and seed applied.
+
+    The loss's hyper-parameters are written out in full (its defaults, then what the config
+    sets for it): a run's config.yml says what it was trained with even if a default changes
+    later, and ``--reuse-runs`` refuses runs trained under other values."""
+    from ..losses import loss_params
+
     run = copy.deepcopy(config)
     if run.loss.name != loss_name:
         run.loss.name, run.loss.params = loss_name, {}
+    run.loss.params = {**loss_params(loss_name), **run.loss.params}
     run.data.chunks_per_speaker = max(2, run.data.chunks_per_speaker)
     run.seed = config.seed + seed_offset
     if budget_batches is not None:
