@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     # The x axis is logarithmic: the starting model (0 speakers) is in the table, not on the plot.
     points = {c: [(n, *results[n][c]) for n in args.counts] for c in CONDITIONS}
     plot_scale(points, args.exp / "speakers.png", title="ecapa-aam v1 fine-tuned with rehearsal: validation EER",
-               xlabel="speechocean training speakers (plus the rehearsed 300 synthetic + 220 LibriSpeech)",
+               xlabel="speechocean training speakers (+ 300 synthetic, 220 LibriSpeech rehearsed)",
                ylabel="validation EER (%)")
     print("\n".join(lines))
     print(f"wrote {args.exp / 'speakers.md'}, {args.exp / 'speakers.png'}")

@@ -200,6 +200,7 @@ def plot_scale(points: Mapping[str, list], path: str | os.PathLike,
     axes.set_xscale("log")
     ticks = sorted({r[0] for rows in points.values() for r in rows})
     axes.set_xticks(ticks, labels=[str(t) for t in ticks])
+    axes.set_xticks([], minor=True)  # the log axis's minor ticks would be labelled 3x10^1 etc.
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
     axes.grid(True, linewidth=0.4, alpha=0.6)
     axes.legend(fontsize="small")
