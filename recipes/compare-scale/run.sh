@@ -11,10 +11,10 @@
 #     --set training.epochs=1 --set training.batches_per_epoch=3 --set data.speakers_per_batch=8  # ~1 min
 #
 # Extra arguments go to `voxmetric compare` (--set overrides, -q). A size below the config's
-# data.speakers_per_batch (16) is refused. Cost of the full run (measured 2026-12-02, one demo
-# run at 200 speakers, --threads 1, load 3-4 on 2 cores): ~4.5 min wall, ~2.8 min CPU per
-# training + test, so 72 runs take ~3.3 h on 2 quiet cores (THREADS=1) and ~5 h on a busy one,
-# plus ~5 min for the 300-speaker corpus.
+# data.speakers_per_batch (16) is refused. Cost (measured 2026-12-02 with the current demo.yml,
+# THREADS=1, one core shared with another training job): ~95 s wall per training + test, so the
+# reduced run of the README (SEEDS=2 SPEAKERS=25,50,200: 36 runs) took ~57 min and the full one
+# (72 runs) takes ~2 h on one core, ~1 h on 2 quiet cores (THREADS=2), plus ~2 min for the corpus.
 #
 # Run from the repository root.
 set -euo pipefail
