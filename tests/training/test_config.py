@@ -6,6 +6,7 @@ import yaml
 from voxmetric.training.compare import parse_budget, run_config
 from voxmetric.training.config import Config, config_from_dict, load_config, save_config
 from voxmetric.errors import ConfigError
+from voxmetric.losses import loss_params
 from voxmetric.training.optim import lr_factor
 
 from ..conftest import REPO_ROOT
@@ -111,11 +112,12 @@ def test_compare_budget_and_run_configs():
     base = config_from_dict({"loss": {"name": "aam", "params": {"scale": 30.0}},
                              "training": {"batches_per_epoch": 100}})
     run = run_config(base, "triplet", budget_batches=250, budget_s=None)
-    assert run.loss.name == "triplet" and run.loss.params == {}
+    # another loss: its own defaults, written out (not the base's AAM parameters)
+    assert run.loss.name == "triplet" and run.loss.params == loss_params("triplet")
     assert run.data.chunks_per_speaker == 2  # pairs need K >= 2, for every loss alike
     assert (run.training.epochs, run.training.batches_per_epoch) == (3, 84)  # 252 batches: 250 + rounding
     same = run_config(base, "aam", budget_batches=40, budget_s=None)
-    assert same.loss.params == {"scale": 30.0}
+    assert same.loss.params == {**loss_params("aam"), "scale": 30.0}  # the config's values over the defaults
     assert (same.training.epochs, same.training.batches_per_epoch) == (1, 40)
     assert base.loss.name == "aam" and base.data.chunks_per_speaker == 1  # the base is not modified
 
