@@ -296,16 +296,18 @@ def test_export_with_dynamic_length_matches_eager(name):
             assert torch.allclose(program.module()(x), model(x), atol=1e-4)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", list(MODELS))
-def test_autocast_float16_on_cuda_is_close_to_float32(name):
-    model = small(name).cuda()
-    x = waveforms(2, 1.0).cuda()
+def test_autocast_mixed_precision_is_close_to_float32(name):
+    # float16 on a GPU where there is one (training's AMP), else bfloat16 on the CPU: the
+    # networks stay finite and their embeddings keep their direction under reduced precision.
+    device, dtype = ("cuda", torch.float16) if torch.cuda.is_available() else ("cpu", torch.bfloat16)
+    model = small(name).to(device)
+    x = waveforms(2, 1.0).to(device)
     with torch.no_grad():
         reference = model(x)
-        with torch.autocast("cuda", dtype=torch.float16):
+        with torch.autocast(device, dtype=dtype):
             low = model(x)
-    assert torch.isfinite(low).all()
+    assert low.dtype in (torch.float32, dtype) and torch.isfinite(low).all()
     assert F.cosine_similarity(low.float(), reference).min() > 0.99
 
 
