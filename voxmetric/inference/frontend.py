@@ -193,13 +193,11 @@ class Frontend:
         if isinstance(item, (str, os.PathLike)):
             if sample_rate_hz is not None:
                 raise ValueError("sample_rate_hz is for arrays; a file's rate is read from its header")
-            if self.cache is not None:
-                shaping = (self.settings.vad, self.settings.rms_dbfs)
-                return self.cache.get(item, shaping, lambda: self._prepare_file(source))
-            return self._prepare_file(source)
-        else:
-            waveform, report = load_speech(as_mono(item, None), sample_rate_hz=sample_rate_hz,
-                                           vad=self.settings.vad)
+            if self.cache is None:
+                return self._prepare_file(source)
+            shaping = (self.settings.vad, self.settings.rms_dbfs)
+            return self.cache.get(item, shaping, lambda: self._prepare_file(source))
+        waveform, report = load_speech(as_mono(item, None), sample_rate_hz=sample_rate_hz, vad=self.settings.vad)
         return self._normalise_level(waveform, source), report
 
     def _prepare_file(self, source: str) -> tuple[np.ndarray, QualityReport]:

@@ -87,11 +87,6 @@ class PreparedCache:
                     self.bytes -= old.nbytes
         return waveform, report
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.bytes = 0
-
 
 _SHARED: PreparedCache | None = None
 
