@@ -11,7 +11,7 @@
 #   SMOKE=1 QUIET=1 recipes/compare-real/run.sh  # smoke: 2 losses x 2 seeds x 2 batches, 16 speakers
 #
 # Run from the repository root; ../shared/data must exist beside it. Environment: CONFIG (cpu,
-# full, or a config file), SEEDS, LOSSES, THREADS (torch threads, default 1: on a 2-core machine
+# full, or a config file), SEEDS, LOSSES, JOBS (runs at once, default 1; 2 on 2 idle cores), THREADS (torch threads, default 1: on a 2-core machine
 # shared with other jobs, 2 threads ran 4x slower, each waiting for the other to be scheduled),
 # VAL_SPEAKERS (default 20), VAL_UTTERANCES (files per validation speaker, default 6), PY (the
 # Python), SHARED (the data folder), WORK (the work folder, default work/compare-real).
@@ -56,7 +56,7 @@ OUT=$WORK/$NAME
 
 # 3. Train every loss SEEDS times; test each best-validation checkpoint on the clean test set.
 $PY -m voxmetric.cli compare ${QUIET:+-q} "$CONFIG" --losses "$LOSSES" --seeds "$SEEDS" --threads "${THREADS:-1}" \
-  --out "$OUT/compare-clean" "${PATHS[@]}" "${EXTRA[@]}" \
+  --jobs "${JOBS:-1}" --out "$OUT/compare-clean" "${PATHS[@]}" "${EXTRA[@]}" \
   --set evaluation.trials="$ABS_SHARED/real/trials.txt" --set evaluation.root="$ABS_SHARED/real"
 # 4. Degraded test set: no training. --reuse-runs takes step 3's networks (refused unless their
 #    training config equals this one; losses, seeds and threads are step 3's), tests the same

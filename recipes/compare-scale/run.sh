@@ -11,10 +11,12 @@
 #     --set training.epochs=1 --set training.batches_per_epoch=3 --set data.speakers_per_batch=8  # ~1 min
 #
 # Extra arguments go to `voxmetric compare` (--set overrides, -q). A size below the config's
-# data.speakers_per_batch (16) is refused. Cost (measured 2026-12-02 with the current demo.yml,
-# THREADS=1, one core shared with another training job): ~95 s wall per training + test, so the
-# reduced run of the README (SEEDS=2 SPEAKERS=25,50,200: 36 runs) took ~57 min and the full one
-# (72 runs) takes ~2 h on one core, ~1 h on 2 quiet cores (THREADS=2), plus ~2 min for the corpus.
+# data.speakers_per_batch (16) is refused. THREADS (default 1) torch threads per run, JOBS
+# (default 2) runs at once, as in `voxmetric demo`: the figures depend on THREADS, not on JOBS.
+# Cost: the demo's 560 batches per run (about 75 s with one thread) plus a test on 3,360 trials;
+# the full run (72 trainings) is about an hour on 2 quiet cores.
+# The README's table was made with the earlier demo.yml (280 batches of 0.8 s chunks, 2 threads,
+# ce with a bias): run this again for figures that match the current demo.
 #
 # Run from the repository root.
 set -euo pipefail
@@ -33,6 +35,6 @@ from pathlib import Path
 out = Path(sys.argv[1])
 (out / "demo.yml").write_text(resources.files("voxmetric.configs").joinpath("demo.yml").read_text())
 PY
-$PY -m voxmetric.cli compare "$WORK/demo.yml" --losses "$LOSSES" --seeds "$SEEDS" --threads "${THREADS:-2}" \
-  --train-speakers "$SPEAKERS" --out "$WORK/compare" "$@"
+$PY -m voxmetric.cli compare "$WORK/demo.yml" --losses "$LOSSES" --seeds "$SEEDS" --threads "${THREADS:-1}" \
+  --jobs "${JOBS:-2}" --train-speakers "$SPEAKERS" --out "$WORK/compare" "$@"
 echo "results: $WORK/compare/scale.md, plot: $WORK/compare/scale.png"

@@ -87,8 +87,18 @@ def close(value, expected, tol=1e-5):
 # ---------------------------------------------------------------- classification losses
 
 
-def test_ce_matches_loop():
+def test_ce_default_has_no_bias_like_the_seed():
+    # pyannote.audio 1.x Classification(bias=False): logits W x.
     loss = SoftmaxLoss(DIM, SPEAKERS)
+    assert loss.classifier.bias is None
+    with torch.no_grad():
+        loss.classifier.weight.copy_(WEIGHTS)
+    rows = [[dot(x, w) for w in WEIGHTS] for x in EMBEDDINGS]
+    close(loss(EMBEDDINGS, LABELS), cross_entropy(rows, LABELS))
+
+
+def test_ce_with_bias_matches_loop():
+    loss = SoftmaxLoss(DIM, SPEAKERS, bias=True)
     bias = torch.tensor([0.1, -0.2, 0.05])
     with torch.no_grad():
         loss.classifier.weight.copy_(WEIGHTS)

@@ -115,19 +115,32 @@ TINY_DEMO = {
 
 
 @pytest.mark.slow
-def test_demo_twice_gives_byte_identical_tables(tmp_path, capsys):
+def test_demo_twice_gives_byte_identical_tables_whatever_the_number_of_jobs(tmp_path, capsys):
     from voxmetric.training.demo import run_demo
 
-    def once() -> tuple[str, str]:
+    def once(jobs: int) -> tuple[str, str]:
         assert run_demo(str(tmp_path / "demo"), seeds=2, progress=False, losses=("aam", "triplet"), speakers=10,
-                        utterances=4, config_text=yaml.safe_dump(TINY_DEMO), threads=1) == 0
+                        utterances=4, config_text=yaml.safe_dump(TINY_DEMO), threads=1, jobs=jobs) == 0
         md = (tmp_path / "demo" / "compare" / "results.md").read_text()
         printed = capsys.readouterr().out
         return md[:md.index(TIME_SECTION)], printed[printed.index("| loss"):printed.index("Computed now")]
 
-    first, second = once(), once()
+    # The demo's way (2 runs at once, in worker processes), then one run at a time in this process.
+    first, second = once(jobs=2), once(jobs=1)
     assert first[0] == second[0] and first[1] == second[1]
     assert "## Pairwise tests" in first[0]
+
+
+def test_compare_jobs_needs_a_fixed_thread_count_and_a_batch_budget(tmp_path, tiny_corpus, capsys):
+    config = _compare_config(tmp_path, tiny_corpus, epochs=1, batches_per_epoch=1)
+    out = str(tmp_path / "c")
+    assert main(["compare", str(config), "--losses", "aam", "--jobs", "2", "--out", out]) == 1
+    assert "--jobs N needs --threads T" in capsys.readouterr().err
+    assert main(["compare", str(config), "--losses", "aam", "--jobs", "2", "--threads", "1", "--budget", "1min",
+                 "--out", out]) == 1
+    assert "give the budget in batches" in capsys.readouterr().err
+    assert main(["compare", str(config), "--losses", "aam", "--jobs", "0", "--threads", "1", "--out", out]) == 1
+    assert "--jobs must be a positive number" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -79,6 +79,7 @@ def add_compare(sub) -> None:
                  "scores and DET / training-curve plots. --reuse-runs tests the networks of an earlier compare "
                  "on this config's (e.g. overridden) evaluation trials without training again.",
                  "voxmetric compare configs/synth.yml --losses aam,triplet --seeds 3 --out exp/clean\n"
+                 "  voxmetric compare configs/synth.yml --seeds 3 --jobs 2 --threads 1 --out exp/paper\n"
                  "  voxmetric compare configs/synth.yml --reuse-runs exp/clean --out exp/noisy "
                  "--set evaluation.trials=noisy/trials.txt --set evaluation.root=noisy")
     p.add_argument("config", metavar="CONFIG.yml", help="training configuration shared by every loss")
@@ -101,6 +102,9 @@ def add_compare(sub) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch intra-op threads, fixed so that floats are reproducible (default: torch's; "
                         "with --reuse-runs: the earlier compare's)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train N runs at once, each in its own process with --threads threads (required with "
+                        "N > 1); the figures do not depend on N, only the wall time does (default 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable; default: none)")
     _add_quiet(p)
@@ -119,11 +123,12 @@ def _run_compare(args) -> int:
         train_speakers = source_train_speakers(args.reuse_runs)
     if train_speakers:
         _, plot = compare_scale(config, losses, out, train_speakers, budget=args.budget, seeds=args.seeds,
-                                threads=args.threads, progress=not args.quiet, reuse_runs=args.reuse_runs)
+                                threads=args.threads, progress=not args.quiet, reuse_runs=args.reuse_runs,
+                                jobs=args.jobs)
         print(f"\nresults: {out}/scale.md  plot: {plot}")
         return EXIT_OK
     report = compare(config, losses, out, budget=args.budget, seeds=args.seeds, threads=args.threads,
-                     progress=not args.quiet, reuse_runs=args.reuse_runs)
+                     progress=not args.quiet, reuse_runs=args.reuse_runs, jobs=args.jobs)
     print(report.table)
     print(f"\nresults: {report.results_md}  plots: {report.det_plot}")
     return EXIT_OK

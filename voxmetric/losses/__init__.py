@@ -7,7 +7,7 @@ All losses share one call shape, ``loss(embeddings (batch, D), labels (batch,)) 
 =============== ============================================ =====================
 name            loss                                         reference
 =============== ============================================ =====================
-``ce``          softmax cross-entropy (linear + bias)        --
+``ce``          softmax cross-entropy (linear, no bias)      --
 ``center``      CE + lambda_ * (cosine) centre pull          Wen et al. 2016
 ``coco``        congenerous cosine                           Liu et al. 2017
 ``aam``         additive angular margin (ArcFace)            Deng et al. 2019
@@ -17,7 +17,7 @@ name            loss                                         reference
 ``triplet``     triplet over mined triplets                  Schroff et al. 2015
 =============== ============================================ =====================
 
-With no parameters, ``center``, ``contrastive`` and ``triplet`` follow the seed code of
+With no parameters, ``ce``, ``center``, ``contrastive`` and ``triplet`` follow the seed code of
 Coria et al. (2020), pyannote.audio 1.x (definitions and defaults cited in each class).
 """
 

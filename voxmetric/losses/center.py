@@ -56,8 +56,8 @@ class CenterLoss(SoftmaxLoss):
         classifier_bias: give the classifier of ``L_CE`` a bias ``b`` (logits
             ``W x + b``). Default False, the seed's: pyannote.audio 1.x
             ``center_loss.py`` ``CenterLoss`` builds its classifier as
-            ``Linear(dimension, n_classes, bias=False)`` (logits ``W x``). The
-            ``ce`` loss (:class:`SoftmaxLoss`) always has a bias.
+            ``Linear(dimension, n_classes, bias=False)`` (logits ``W x``), like its
+            ``Classification`` (the ``ce`` loss, :class:`SoftmaxLoss`).
     """
 
     def __init__(
@@ -68,15 +68,16 @@ class CenterLoss(SoftmaxLoss):
         distance: str = "cosine",
         classifier_bias: bool = False,
     ) -> None:
-        # Not SoftmaxLoss.__init__: it builds the head before classifier_bias is known.
-        ClassificationLoss.__init__(self, embedding_dim, num_speakers)
+        super().__init__(embedding_dim, num_speakers, bias=check_bool(None, "classifier_bias", classifier_bias))
         self.lambda_ = check_float(None, "lambda_", lambda_)
         self.distance = check_choice(None, "distance", distance, CENTER_DISTANCES)
-        self.classifier_bias = check_bool(None, "classifier_bias", classifier_bias)
-        self.reset_head()
+
+    @property
+    def classifier_bias(self) -> bool:
+        return self.bias
 
     def reset_head(self) -> None:
-        self.classifier = nn.Linear(self.embedding_dim, self.num_speakers, bias=self.classifier_bias)
+        super().reset_head()
         self.centers = nn.Parameter(torch.randn(self.num_speakers, self.embedding_dim))
 
     def center_term(self, embeddings: Tensor, labels: Tensor) -> Tensor:
@@ -92,6 +93,6 @@ class CenterLoss(SoftmaxLoss):
 
     def extra_repr(self) -> str:
         return (
-            f"{super().extra_repr()}, lambda_={self.lambda_}, distance={self.distance!r}, "
+            f"{ClassificationLoss.extra_repr(self)}, lambda_={self.lambda_}, distance={self.distance!r}, "
             f"classifier_bias={self.classifier_bias}"
         )

@@ -43,12 +43,20 @@ training speakers (``scale.png``).
 
 Fairness: pair and triplet losses need K >= 2 chunks per speaker, so every loss
 gets the same P x K batches (K from the config, raised to 2 if it is 1).
+
+``jobs`` > 1 trains and tests that many runs at once, each in its own process
+(``spawn``) with ``threads`` intra-op threads. A run's figures depend only on its config,
+seed and thread count, never on which process ran it or what ran beside it, so
+``jobs`` changes the wall time and nothing else (tested). Small networks use two cores
+better as two one-thread runs than as one two-thread run (the demo's SincTDNN: about
+1.4x the batches per second).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -201,6 +209,100 @@ def _train_and_score(run: Config, run_dir: Path, corpus, progress: bool) -> dict
             **_test(run, tested_checkpoint(run_dir, record), corpus, progress)}
 
 
+_WORKER_CORPUS: dict[str, Any] = {}
+"""The training corpus of a ``jobs`` worker process, built once per process (the s-norm cohort's source)."""
+
+
+def _job(run: Config, run_dir: Path, threads: int) -> dict[str, Any]:
+    """One run of a ``jobs`` > 1 comparison, in a worker process: train, then test (quietly:
+    the parent prints one line per finished run; warnings still go to stderr)."""
+    import contextlib
+    import os
+
+    import torch
+
+    from .trainer import build_corpus
+
+    torch.set_num_threads(threads)
+    key = repr(run.data)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        if key not in _WORKER_CORPUS:
+            _WORKER_CORPUS.clear()
+            _WORKER_CORPUS[key] = build_corpus(run)
+        return _train_and_score(run, run_dir, _WORKER_CORPUS[key], progress=False)
+
+
+def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool) -> dict[str, list[dict[str, Any]]]:
+    """Every run of ``plan`` in ``jobs`` worker processes; the results in plan order.
+
+    At most ``jobs`` runs are handed out at a time (none waits in a queue), one line per
+    finished run when ``progress``. The workers have their own process group, so a
+    terminal's Ctrl-C reaches this process only: on SIGINT or SIGTERM it sends SIGTERM to
+    the workers, whose runs save a checkpoint and stop (:mod:`voxmetric.training.run_state`),
+    starts nothing new and raises KeyboardInterrupt. A failing run stops the others the same
+    way, then its error is raised.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    started = time.perf_counter()
+    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=os.setpgrp)
+    stopping: list[int] = []
+
+    def stop_workers() -> None:
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            if process.is_alive():
+                process.terminate()  # SIGTERM: the run saves its checkpoint at the end of its batch
+
+    def on_signal(signum, frame) -> None:
+        stopping.append(signum)
+        stop_workers()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    todo = list(plan)
+    in_flight: dict = {}
+    by_run: dict[tuple[str, int], dict[str, Any]] = {}
+    error: BaseException | None = None
+    try:
+        while todo or in_flight:
+            while todo and len(in_flight) < jobs and not stopping and error is None:
+                name, _, run = todo.pop(0)
+                in_flight[executor.submit(_job, run, out / name / f"seed{run.seed}", threads)] = (name, run.seed)
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                name, seed = in_flight.pop(future)
+                try:
+                    result = future.result()
+                except BaseException as failure:  # noqa: BLE001 - re-raised below, after the others stopped
+                    if error is None and not stopping:
+                        error = failure
+                        stop_workers()
+                    continue
+                by_run[name, seed] = result
+                if progress:
+                    best = result.get("best_val_eer")
+                    validation = "" if best is None else f", best validation EER {best:.2f}%"
+                    print(f"[{len(by_run)}/{len(plan)}] {name}, seed {seed}: {result['batches']} batches in "
+                          f"{result['train_time_s']:.0f} s{validation} ({(time.perf_counter() - started) / 60:.1f} "
+                          f"min)", flush=True)
+            if stopping or error is not None:
+                todo.clear()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        executor.shutdown(wait=True, cancel_futures=True)
+    if error is not None:
+        raise error
+    if stopping:
+        raise KeyboardInterrupt(f"{out}: comparison interrupted (each running run saved its checkpoint)")
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for name, _, run in plan:
+        runs.setdefault(name, []).append(by_run[name, run.seed])
+    return runs
+
+
 def parse_losses(text: str) -> list[str]:
     """``"ce, aam,triplet"`` -> ``["ce", "aam", "triplet"]`` (the ``--losses`` option)."""
     return [name.strip() for name in text.split(",") if name.strip()]
@@ -208,7 +310,7 @@ def parse_losses(text: str) -> list[str]:
 
 def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str | None = None,
             seeds: int | None = None, threads: int | None = None, progress: bool = True,
-            reuse_runs: str | Path | None = None) -> CompareReport:
+            reuse_runs: str | Path | None = None, jobs: int = 1) -> CompareReport:
     """Train and evaluate every loss ``seeds`` times; write the tables and plots (module docstring).
 
     ``losses`` None: the paper's six; ``seeds`` None: 1. With ``reuse_runs`` (an earlier
@@ -216,6 +318,8 @@ def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str 
     config (:mod:`voxmetric.training.compare_runs`; all of them, before any testing) and
     tested on this config's evaluation trials; losses, seeds, budget and threads default
     to the earlier comparison's, and the report is the one training would have written.
+    ``jobs`` > 1: that many runs at once, in worker processes (module docstring); it needs
+    ``threads`` (a fixed count per run) and applies to training only.
     """
     from .trainer import build_corpus
 
@@ -231,11 +335,26 @@ def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str 
         threads = threads if threads is not None else source.threads
     losses, seeds = list(losses or PAPER_LOSSES), seeds if seeds is not None else 1
     _check(config, losses, seeds)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"--jobs must be a positive number of processes, got {jobs!r}")
+    if jobs > 1 and threads is None:
+        raise ConfigError("--jobs N needs --threads T (threads per run): without a fixed count the figures would "
+                          "depend on how many threads each process happened to get")
+    if jobs > 1 and budget is not None and str(budget).strip().endswith("min"):
+        raise ConfigError("--jobs N with a budget in minutes: runs sharing the machine would each get less training "
+                          "in that time; give the budget in batches")
     budget_batches, budget_s = parse_budget(budget)
     out = Path(out_dir)
     plan = [(name, s, run_config(config, name, budget_batches, budget_s, seed_offset=s))
             for name in losses for s in range(seeds)]
     reused = {(name, run.seed): reused_run(source, name, run) for name, _, run in plan} if source else {}
+    if jobs > 1 and source is None:
+        if progress:
+            print(f"== {len(plan)} runs ({', '.join(losses)} x {seeds} seeds), {jobs} at a time with {threads} "
+                  f"thread(s) each: training ({_budget_text(plan[0][2])}), then testing on "
+                  f"{config.evaluation.trials}", flush=True)
+        runs = _run_parallel(plan, out, jobs, threads, progress)
+        return _write_report(out, runs, config, seeds, budget_s is not None, threads, budget=budget)
     with torch_threads(threads):
         corpus = build_corpus(config)
         runs: dict[str, list[dict[str, Any]]] = {}
@@ -259,7 +378,8 @@ def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str 
 
 def compare_scale(config: Config, losses: list[str] | None, out_dir: str, train_speakers: list[int],
                   budget: str | None = None, seeds: int | None = None, threads: int | None = None,
-                  progress: bool = True, reuse_runs: str | Path | None = None) -> tuple[list[CompareReport], str]:
+                  progress: bool = True, reuse_runs: str | Path | None = None,
+                  jobs: int = 1) -> tuple[list[CompareReport], str]:
     """:func:`compare` at each number of training speakers (nested subsets), then ``scale.png``
     (mean EER with its 95% interval against training speakers, one line per loss),
     ``scale.md`` and ``scale.json`` in ``out_dir``. Returns the reports and the plot's path.
@@ -276,7 +396,7 @@ def compare_scale(config: Config, losses: list[str] | None, out_dir: str, train_
             print(f"=== {count} training speakers", flush=True)
         source = None if reuse_runs is None else Path(reuse_runs) / f"speakers-{count}"
         reports.append(compare(scaled, losses, str(out / f"speakers-{count}"), budget, seeds, threads, progress,
-                               reuse_runs=source))
+                               reuse_runs=source, jobs=jobs))
     losses = [row["loss"] for row in reports[0].rows]
     seeds = len(reports[0].rows[0]["runs"])
     points = {name: [] for name in losses}
