@@ -107,3 +107,12 @@ class UsageError(VoxmetricError):
 
 class NotAModelError(CheckpointError, UsageError):
     """The MODEL argument names an audio file (arguments in the wrong order?)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Work stopped by a signal after saving what it could; ``signal`` is its number (the CLI
+    exits with 128 + signal: 130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signal: int = 2):
+        super().__init__(message)
+        self.signal = signal

@@ -153,3 +153,33 @@ def test_compare_scale_plots_eer_against_training_speakers(tmp_path, tiny_corpus
     assert "| aam |" in (out / "scale.md").read_text()
     first = yaml.safe_load((out / "speakers-2" / "aam" / "seed3" / "config.yml").read_text())
     assert first["data"]["num_speakers"] == 2
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_parallel_compare_with_checkpoints_and_exit_143(tmp_path, tiny_corpus):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from voxmetric.inference.checkpoint import load_checkpoint
+
+    config = _compare_config(tmp_path, tiny_corpus, epochs=1, batches_per_epoch=400)
+    out = tmp_path / "c"
+    process = subprocess.Popen([sys.executable, "-m", "voxmetric.cli", "compare", str(config), "--losses", "aam,triplet",
+                                "--seeds", "2", "--jobs", "2", "--threads", "1", "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    started = [out / "aam" / "seed3" / "metrics.jsonl", out / "aam" / "seed4" / "metrics.jsonl"]
+    deadline = time.monotonic() + 240
+    while not all(p.exists() for p in started):  # both runs are training
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)  # to the parent only, as a scheduler would
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "comparison interrupted" in err
+    for seed in (3, 4):  # each running run saved where it was; nothing else started
+        state = load_checkpoint(out / "aam" / f"seed{seed}" / "checkpoints" / "last.pt")
+        assert 0 < state["batches_done"] < 400
+    assert not (out / "triplet").exists() and not (out / "results.json").exists()

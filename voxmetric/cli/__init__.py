@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import UsageError, VoxmetricError
+from ..errors import Interrupted, UsageError, VoxmetricError
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_STATUS_HELP, EXIT_USAGE  # noqa: F401
 from .deployment import add_calibrate, add_enroll, add_identify, add_serve, add_speakers, add_verify
 from .evaluation import add_embed, add_eval, add_export, add_score
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     except VoxmetricError as error:
         print(f"voxmetric: error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("voxmetric: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:
+        print(f"voxmetric: interrupted{f': {stop}' if str(stop) else ''}", file=sys.stderr)
+        return 128 + stop.signal if isinstance(stop, Interrupted) else EXIT_INTERRUPTED
 
 

@@ -64,7 +64,7 @@ from typing import Any
 
 
 from .config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, Interrupted
 from ..fileio import atomic_open, write_json
 from .compare_runs import (SourceRuns, last_third_change, read_source, reused_run, run_summary,  # noqa: F401
                            tested_checkpoint)
@@ -203,7 +203,7 @@ def _train_and_score(run: Config, run_dir: Path, corpus, progress: bool) -> dict
 
     result = train(run, run_dir, progress=progress, overwrite=True)
     if result.interrupted:  # Ctrl-C / SIGTERM: the run saved its checkpoint; stop the comparison too
-        raise KeyboardInterrupt(f"{run_dir}: training interrupted (checkpoint saved)")
+        raise Interrupted(f"{run_dir}: training interrupted (checkpoint saved)", result.stop_signal or 15)
     record = result.__dict__
     return {"seed": run.seed, **run_summary(record, run_dir),
             **_test(run, tested_checkpoint(run_dir, record), corpus, progress)}
@@ -239,7 +239,7 @@ def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool
     finished run when ``progress``. The workers have their own process group, so a
     terminal's Ctrl-C reaches this process only: on SIGINT or SIGTERM it sends SIGTERM to
     the workers, whose runs save a checkpoint and stop (:mod:`voxmetric.training.run_state`),
-    starts nothing new and raises KeyboardInterrupt. A failing run stops the others the same
+    starts nothing new and raises :class:`voxmetric.errors.Interrupted`. A failing run stops the others the same
     way, then its error is raised.
     """
     import multiprocessing
@@ -296,7 +296,7 @@ def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool
     if error is not None:
         raise error
     if stopping:
-        raise KeyboardInterrupt(f"{out}: comparison interrupted (each running run saved its checkpoint)")
+        raise Interrupted(f"{out}: comparison interrupted (each running run saved its checkpoint)", stopping[0])
     runs: dict[str, list[dict[str, Any]]] = {}
     for name, _, run in plan:
         runs.setdefault(name, []).append(by_run[name, run.seed])
