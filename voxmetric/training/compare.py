@@ -49,7 +49,8 @@ gets the same P x K batches (K from the config, raised to 2 if it is 1).
 seed and thread count, never on which process ran it or what ran beside it, so
 ``jobs`` changes the wall time and nothing else (tested). Small networks use two cores
 better as two one-thread runs than as one two-thread run (the demo's SincTDNN: about
-1.4x the batches per second).
+1.4x the batches per second). The workers are spawned, so they import the main module:
+from a script, call :func:`compare` with ``jobs`` > 1 under ``if __name__ == "__main__":``.
 """
 
 from __future__ import annotations
