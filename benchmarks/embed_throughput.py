@@ -23,8 +23,9 @@ Resemblyzer (``VoiceEncoder.embed_utterance(preprocess_wav(path))``: its own VAD
 partial windows, 1.3 a second, on the long file) runs in the interpreter given by
 ``--resemblyzer-python``, by default ``../resemblyzer-venv/bin/python`` next to the
 repository when it exists (a separate venv: ``python3 -m venv ../resemblyzer-venv &&
-../resemblyzer-venv/bin/pip install resemblyzer 'setuptools<81'``), or is skipped with a
-note; ``x Resemblyzer`` is each model's CPU-time rate over Resemblyzer's on the same input.
+../resemblyzer-venv/bin/pip install torch==2.13.0 && ../resemblyzer-venv/bin/pip install
+resemblyzer 'setuptools<81'``: the torch pin first, or pip pulls a multi-GB CUDA build), or is
+skipped with a note; ``x Resemblyzer`` is each model's CPU-time rate over Resemblyzer's on the same input.
 """
 
 from __future__ import annotations
