@@ -65,7 +65,7 @@ from typing import Any
 
 
 from .config import Config
-from ..errors import ConfigError, Interrupted
+from ..errors import ConfigError, Interrupted, TrainingError
 from ..fileio import atomic_open, write_json
 from .compare_runs import (SourceRuns, last_third_change, read_source, reused_run, run_summary,  # noqa: F401
                            tested_checkpoint)
@@ -246,6 +246,7 @@ def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool
     import multiprocessing
     import os
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     started = time.perf_counter()
     executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
@@ -279,6 +280,9 @@ def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool
                 except BaseException as failure:  # noqa: BLE001 - re-raised below, after the others stopped
                     if error is None and not stopping:
                         error = failure
+                        if isinstance(failure, BrokenProcessPool):
+                            error = TrainingError(f"{out / name / f'seed{seed}'}: the worker process training "
+                                                  f"{name}, seed {seed} died (killed, or out of memory?)")
                         stop_workers()
                     continue
                 by_run[name, seed] = result
