@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Loss comparison against the number of training speakers (not run in CI).
 # Generates a built-in synthetic corpus large enough for 200 training speakers (300 speakers:
-# 216 train / 24 val / 60 test), then runs the demo's comparison (voxmetric/configs/demo.yml)
+# 210 train / 30 val / 60 test), then runs the demo's comparison (voxmetric/configs/demo.yml)
 # with 25, 50, 100 and 200 nested training speakers, SEEDS seeds per loss, and plots scale.png
 # (mean test EER with its 95% interval over seeds and trials, one line per loss).
 #
@@ -14,9 +14,8 @@
 # data.speakers_per_batch (16) is refused. THREADS (default 1) torch threads per run, JOBS
 # (default 2) runs at once, as in `voxmetric demo`: the figures depend on THREADS, not on JOBS.
 # Cost: the demo's 560 batches per run (about 75 s with one thread) plus a test on 3,360 trials;
-# the full run (72 trainings) is about an hour on 2 quiet cores.
-# The README's table was made with the earlier demo.yml (280 batches of 0.8 s chunks, 2 threads,
-# ce with a bias): run this again for figures that match the current demo.
+# the full run (72 trainings) took 95 min on 2 cores (partly shared with a CI run).
+# The README's table is this recipe's full run of 2026-12-02.
 #
 # Run from the repository root.
 set -euo pipefail
