@@ -210,8 +210,8 @@ def _train_and_score(run: Config, run_dir: Path, corpus, progress: bool) -> dict
             **_test(run, tested_checkpoint(run_dir, record), corpus, progress)}
 
 
-_WORKER_CORPUS: dict[str, Any] = {}
-"""The training corpus of a ``jobs`` worker process, built once per process (the s-norm cohort's source)."""
+_worker_corpus: tuple[str, Any] | None = None
+"""``(repr(config.data), corpus)``: a ``jobs`` worker's training corpus (the s-norm cohort's source), built once."""
 
 
 def _job(run: Config, run_dir: Path, threads: int) -> dict[str, Any]:
@@ -224,13 +224,13 @@ def _job(run: Config, run_dir: Path, threads: int) -> dict[str, Any]:
 
     from .trainer import build_corpus
 
+    global _worker_corpus
     torch.set_num_threads(threads)
     key = repr(run.data)
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-        if key not in _WORKER_CORPUS:
-            _WORKER_CORPUS.clear()
-            _WORKER_CORPUS[key] = build_corpus(run)
-        return _train_and_score(run, run_dir, _WORKER_CORPUS[key], progress=False)
+        if _worker_corpus is None or _worker_corpus[0] != key:
+            _worker_corpus = (key, build_corpus(run))
+        return _train_and_score(run, run_dir, _worker_corpus[1], progress=False)
 
 
 def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool) -> dict[str, list[dict[str, Any]]]:
@@ -345,10 +345,10 @@ def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str 
     if jobs > 1 and threads is None:
         raise ConfigError("--jobs N needs --threads T (threads per run): without a fixed count the figures would "
                           "depend on how many threads each process happened to get")
-    if jobs > 1 and budget is not None and str(budget).strip().endswith("min"):
+    budget_batches, budget_s = parse_budget(budget)
+    if jobs > 1 and budget_s is not None:
         raise ConfigError("--jobs N with a budget in minutes: runs sharing the machine would each get less training "
                           "in that time; give the budget in batches")
-    budget_batches, budget_s = parse_budget(budget)
     out = Path(out_dir)
     plan = [(name, s, run_config(config, name, budget_batches, budget_s, seed_offset=s))
             for name in losses for s in range(seeds)]
