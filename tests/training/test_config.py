@@ -133,3 +133,16 @@ def test_shipped_configs_are_valid_and_build(path):
     config = load_config(path)
     model = build_model(config.model.name, **config.model.params)
     build_loss(config.loss.name, embedding_dim=model.embedding_dim, num_speakers=8, **config.loss.params)
+
+
+def test_distill_weight_must_be_positive_and_the_teacher_path_is_resolved(tmp_path):
+    (tmp_path / "teacher.pt").write_bytes(b"")
+    path = tmp_path / "c.yml"
+    path.write_text("distill:\n  teacher: teacher.pt\n  weight: 0\n")
+    with pytest.raises(ConfigError, match=r"distill\.weight must be positive"):
+        load_config(path)
+    path.write_text("distill:\n  teacher: teacher.pt\n  weight: 2.5\n")
+    config = load_config(path)
+    assert config.distill.teacher == str(tmp_path / "teacher.pt") and config.distill.weight == 2.5
+    path.write_text("distill:\n  teacher: ecapa-aam\n")  # a bundled name stays a name
+    assert load_config(path).distill.teacher == "ecapa-aam"

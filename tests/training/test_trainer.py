@@ -256,3 +256,49 @@ def test_kaldi_trials_of_utterance_ids_evaluate(tmp_path, tiny_corpus):
     as_kaldi = evaluate_trials(model, tmp_path / "kaldi" / "trials", n_bootstrap=0, progress=False)
     as_voxceleb = evaluate_trials(model, tiny_corpus / "trials.txt", n_bootstrap=0, progress=False)
     np.testing.assert_allclose(as_kaldi["scores"], as_voxceleb["scores"], atol=1e-6)
+
+
+def test_distillation_adds_the_weighted_relational_loss_and_keeps_the_teacher_out(tmp_path, tiny_corpus):
+    from voxmetric.losses import build_loss
+    from voxmetric.losses.distill import relational_distillation
+    from voxmetric.training.setup import TrainStep
+
+    teacher_run = train(load_config(_config(tmp_path / "t", tiny_corpus, epochs=1), ["validation.trials=null"]),
+                        tmp_path / "t" / "exp", progress=False)
+    teacher_path = teacher_run.last_checkpoint
+    teacher_before = {k: v.clone() for k, v in _weights(teacher_path).items()}
+
+    # The step's loss is the training loss plus weight x the relational loss, exactly.
+    torch.manual_seed(0)
+    student = build_model(TINY_MODEL["name"], **TINY_MODEL["params"])
+    teacher = build_model(TINY_MODEL["name"], **TINY_MODEL["params"]).eval()
+    head = build_loss("aam", embedding_dim=16, num_speakers=4)
+    step = TrainStep(student, head, teacher, distill_weight=7.0)
+    waveforms, labels = torch.randn(4, 8000), torch.tensor([0, 1, 2, 3])
+    loss, embeddings = step(waveforms, labels)
+    with torch.no_grad():
+        expected = head(embeddings.float(), labels) + 7.0 * relational_distillation(embeddings, teacher(waveforms))
+    torch.testing.assert_close(loss.detach(), expected)
+    assert not any(name.startswith("teacher") for name in step.state_dict())
+    assert all(p.requires_grad for p in step.parameters())  # the teacher's are not among them
+    step.double()  # moves and casts reach the teacher
+    assert next(teacher.parameters()).dtype == torch.float64
+
+    # A run with a teacher: it says so, trains, leaves the teacher's file alone, saves no teacher.
+    path = _config(tmp_path / "s", tiny_corpus, epochs=1)
+    distilled = load_config(path, ["validation.trials=null", f"distill.teacher={teacher_path}", "distill.weight=50"])
+    result = train(distilled, tmp_path / "s" / "exp", progress=False)
+    plain = train(load_config(path, ["validation.trials=null"]), tmp_path / "s" / "plain", progress=False)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "s" / "exp" / "metrics.jsonl").read_text().splitlines()
+              if '"loss"' in line]
+    plain_losses = [json.loads(line)["loss"] for line in (tmp_path / "s" / "plain" / "metrics.jsonl").read_text()
+                    .splitlines() if '"loss"' in line]
+    assert losses[0] > plain_losses[0]  # same first batch, same start: the distillation term on top
+    state = load_checkpoint(result.last_checkpoint)
+    assert not any(name.startswith("teacher") for name in state["model"])
+    for name, tensor in _weights(teacher_path).items():
+        torch.testing.assert_close(tensor, teacher_before[name], rtol=0, atol=0)
+    # The teacher and weight are fixed on --resume.
+    with pytest.raises(ConfigError, match=r"distill\.weight"):
+        train(load_config(path, ["validation.trials=null", f"distill.teacher={teacher_path}", "distill.weight=5",
+                                 "training.epochs=2"]), tmp_path / "s" / "exp", resume=True, progress=False)

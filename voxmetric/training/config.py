@@ -210,6 +210,22 @@ class EvaluationConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Learning from a trained teacher as well as from the labels.
+
+    ``teacher``: a model (bundled name, weights file or checkpoint, any architecture; null:
+    no distillation). It embeds every training batch (the same augmented chunks, in eval
+    mode, no gradient) and ``weight`` times the relational distillation loss
+    (:mod:`voxmetric.losses.distill`: the student's cosine scores between the batch's chunks
+    against the teacher's) is added to the training loss. The teacher is not saved in
+    checkpoints; ``--resume`` needs the same teacher and weight.
+    """
+
+    teacher: str | None = None
+    weight: float = 1.0
+
+
+@dataclass
 class Config:
     """A whole experiment."""
 
@@ -223,6 +239,7 @@ class Config:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     init_from: str | None = None
     description: str = ""
 
@@ -296,6 +313,9 @@ def _check_values(config: Config) -> None:
     if config.validation.at_start and not config.validation.trials:
         raise ConfigError("validation.at_start is true but validation.trials is not set: give the trials to "
                           "validate the starting model on, or set validation.at_start=false")
+    if not config.distill.weight > 0:
+        raise ConfigError(f"distill.weight must be positive, got {config.distill.weight!r} "
+                          f"(to train without a teacher, set distill.teacher to null)")
     if config.frontend.window_s is not None and config.frontend.window_s <= 0:
         raise ConfigError(f"frontend.window_s must be positive or null (whole file), got {config.frontend.window_s}")
     for index, candidate in enumerate(config.validation.frontend_candidates):
@@ -382,6 +402,8 @@ def resolve_paths(config: Config, base: Path) -> Config:
         section.root = absolute(section.root)
     if config.init_from and (base / config.init_from).exists():
         config.init_from = absolute(config.init_from)
+    if config.distill.teacher and (base / config.distill.teacher).exists():
+        config.distill.teacher = absolute(config.distill.teacher)
     return config
 
 

@@ -18,7 +18,7 @@ from . import distributed
 from .config import Config
 
 
-RESUME_FIXED_SECTIONS = ("model", "loss", "optimizer", "data", "seed")
+RESUME_FIXED_SECTIONS = ("model", "loss", "optimizer", "data", "seed", "distill")
 """Config sections a resumed run must share with its checkpoint (the rest may change)."""
 RESUME_FREE_KEYS = {"data.num_workers"}
 """...except these: they do not change what is trained (the batch stream ignores workers)."""

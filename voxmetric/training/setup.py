@@ -16,16 +16,50 @@ from .config import Config
 
 
 class TrainStep(nn.Module):
-    """Network and loss as one module, so that DDP averages the gradients of both."""
+    """Network and loss as one module, so that DDP averages the gradients of both.
 
-    def __init__(self, model: nn.Module, loss: nn.Module):
+    With a ``teacher`` (``distill:``), the loss is the training loss plus ``distill_weight``
+    times :func:`~voxmetric.losses.distill.relational_distillation` of the network's and the
+    teacher's embeddings of the same chunks. The teacher is held outside the module tree: not
+    trained, not in ``state_dict()`` (nor checkpoints), not seen by DDP or the optimiser,
+    always in eval mode; moves and dtype casts of the step reach it.
+    """
+
+    def __init__(self, model: nn.Module, loss: nn.Module, teacher: nn.Module | None = None,
+                 distill_weight: float = 1.0):
         super().__init__()
         self.model = model
         self.loss = loss
+        object.__setattr__(self, "teacher", teacher)  # not a submodule: see the docstring
+        self.distill_weight = distill_weight
+
+    def _apply(self, fn, recurse=True):
+        if self.teacher is not None:
+            self.teacher._apply(fn, recurse)
+        return super()._apply(fn, recurse)
 
     def forward(self, waveforms: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embeddings = self.model(waveforms)
-        return self.loss(embeddings.float(), labels), embeddings
+        loss = self.loss(embeddings.float(), labels)
+        if self.teacher is not None:
+            from ..losses.distill import relational_distillation
+
+            with torch.no_grad():
+                targets = self.teacher(waveforms)
+            loss = loss + self.distill_weight * relational_distillation(embeddings, targets)
+        return loss, embeddings
+
+
+def build_teacher(config: Config) -> nn.Module | None:
+    """The frozen teacher network of ``distill.teacher`` (eval mode, no gradients), or None."""
+    if not config.distill.teacher:
+        return None
+    from ..inference.speaker_model import load_model
+
+    teacher = load_model(config.distill.teacher).network
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
 
 
 def resolve_device(name: str) -> torch.device:
@@ -137,6 +171,8 @@ def describe_run(config: Config, corpus, resumed_at=None) -> list[str]:
     lines = [f"corpus: {len(corpus.speakers)} speakers, {len(corpus)} utterances, "
              f"{corpus.total_duration_s / 3600:.2f} hours ({', '.join(roots)})",
              f"initialised from {config.init_from}" if config.init_from else "initialised from scratch (random weights)"]
+    if config.distill.teacher:
+        lines.append(f"distilling from {config.distill.teacher} (relational, weight {config.distill.weight:g})")
     frozen, scale = config.training.freeze_network_batches, config.optimizer.network_lr_scale
     if frozen or scale != 1.0:
         lines.append((f"network frozen for the first {frozen} batches (loss head only), then " if frozen else

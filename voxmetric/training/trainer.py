@@ -51,7 +51,7 @@ from .finetune import NetworkFreeze, no_improvement_note, start_record, validate
 from .frontend_select import after_training
 from .optim import build_optimizer, build_scheduler
 from .run_state import _keep_previous, check_fresh, cut_log, resume_changes, resume_state, _StopRequest
-from .setup import (TrainStep, build_corpus, build_dataset, build_model_and_loss, frontend_settings,  # noqa: F401
+from .setup import (TrainStep, build_corpus, build_dataset, build_model_and_loss, build_teacher, frontend_settings,  # noqa: F401
                     describe_run, resolve_device, validate)
 from ..errors import ConfigError, TrainingError
 from ..fileio import atomic_open, progress_bar
@@ -91,7 +91,7 @@ class Trainer:
         self.corpus = build_corpus(config)
         self.speakers = self.corpus.speakers
         model, loss = build_model_and_loss(config, len(self.speakers))
-        self.step = TrainStep(model, loss).to(self.device)
+        self.step = TrainStep(model, loss, build_teacher(config), config.distill.weight).to(self.device)
         self.optimizer = build_optimizer(config, model, loss)
         self.scheduler = build_scheduler(config, self.optimizer)
         self.freeze = NetworkFreeze(model, loss, config.training.freeze_network_batches, config.loss.name)

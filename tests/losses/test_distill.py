@@ -1,0 +1,59 @@
+"""Relational distillation against hand-computed values; its invariances; the teacher gets no gradient."""
+
+import math
+
+import pytest
+import torch
+
+from voxmetric.losses.distill import relational_distillation
+
+
+def test_value_by_hand_on_three_rows():
+    # Student: unit vectors at 0, 90 and 180 degrees: cosines (0, -1, 0) for pairs (01, 02, 12).
+    student = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
+    # Teacher (3-d): cosines 1/sqrt(2) (01), 0 (02), 0 (12).
+    teacher = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 5.0]])
+    # Each unordered pair counts twice among the 6 off-diagonal cells, so the mean over
+    # cells is the mean over pairs: ((0 - 1/sqrt 2)^2 + (-1 - 0)^2 + (0 - 0)^2) / 3.
+    expected = (0.5 + 1.0 + 0.0) / 3
+    assert float(relational_distillation(student, teacher)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_zero_for_a_rotated_and_rescaled_copy_of_the_teacher():
+    torch.manual_seed(0)
+    teacher = torch.randn(8, 6)
+    rotation, _ = torch.linalg.qr(torch.randn(6, 6))
+    student = 3.0 * teacher @ rotation  # same cosines, other coordinates and scale
+    assert float(relational_distillation(student, teacher)) == pytest.approx(0.0, abs=1e-10)
+    assert float(relational_distillation(torch.randn(8, 4), teacher)) > 0.01
+
+
+def test_gradient_reaches_the_student_only():
+    torch.manual_seed(1)
+    student = torch.randn(5, 3, requires_grad=True)
+    teacher = torch.randn(5, 7, requires_grad=True)
+    relational_distillation(student, teacher).backward()
+    assert student.grad is not None and float(student.grad.abs().sum()) > 0
+    assert teacher.grad is None
+
+
+def test_gradient_matches_finite_differences():
+    torch.manual_seed(2)
+    student = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(4, 5, dtype=torch.float64)
+    # float() inside: the loss runs in float32; a float64 check on the formula itself.
+    loss = lambda s: relational_distillation(s, teacher)  # noqa: E731
+    (grad,) = torch.autograd.grad(loss(student), student)
+    h = 1e-3
+    for i, j in ((0, 0), (2, 1), (3, 2)):
+        bump = torch.zeros_like(student)
+        bump[i, j] = h
+        numeric = (float(loss(student + bump)) - float(loss(student - bump))) / (2 * h)
+        assert math.isclose(float(grad[i, j]), numeric, rel_tol=1e-2, abs_tol=1e-4)
+
+
+def test_batches_must_match():
+    with pytest.raises(ValueError, match="same batch"):
+        relational_distillation(torch.randn(4, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError, match=">= 2 rows"):
+        relational_distillation(torch.randn(1, 3), torch.randn(1, 3))
