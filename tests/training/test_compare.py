@@ -183,3 +183,24 @@ def test_sigterm_stops_a_parallel_compare_with_checkpoints_and_exit_143(tmp_path
         state = load_checkpoint(out / "aam" / f"seed{seed}" / "checkpoints" / "last.pt")
         assert 0 < state["batches_done"] < 400
     assert not (out / "triplet").exists() and not (out / "results.json").exists()
+
+
+def test_a_workers_stderr_lines_are_whole_and_name_the_run():
+    import contextlib
+    import io
+    import sys
+
+    from voxmetric.training.compare import LinePrefixer
+
+    sink = io.StringIO()
+    errors = LinePrefixer(sink, "[aam, seed 1] ")
+    errors.write("first ha")
+    assert sink.getvalue() == ""  # a partial line waits
+    errors.write("lf\nsecond\nthi")
+    assert sink.getvalue() == "[aam, seed 1] first half\n[aam, seed 1] second\n"
+    errors.flush()  # the end of the run: the rest comes out as a line
+    assert sink.getvalue().endswith("[aam, seed 1] thi\n")
+    with contextlib.redirect_stderr(errors):  # what the worker's code prints on stderr
+        print("warning: x.wav: short file", file=sys.stderr)
+    assert sink.getvalue().splitlines()[-1] == "[aam, seed 1] warning: x.wav: short file"
+    assert all(line.startswith("[aam, seed 1] ") for line in sink.getvalue().splitlines())

@@ -214,11 +214,38 @@ _worker_corpus: tuple[str, Any] | None = None
 """``(repr(config.data), corpus)``: a ``jobs`` worker's training corpus (the s-norm cohort's source), built once."""
 
 
+class LinePrefixer:
+    """A text stream that writes whole lines to ``stream``, each starting with ``prefix``
+    (a ``jobs`` worker's stderr: lines of several runs may interleave, never mix, and each
+    says which run it comes from). A partial line waits for its end, or for :meth:`flush`."""
+
+    def __init__(self, stream, prefix: str):
+        self.stream, self.prefix, self._pending = stream, prefix, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        if lines:
+            self.stream.write("".join(f"{self.prefix}{line}\n" for line in lines))
+            self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.stream.write(f"{self.prefix}{self._pending}\n")
+            self._pending = ""
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
 def _job(run: Config, run_dir: Path, threads: int) -> dict[str, Any]:
     """One run of a ``jobs`` > 1 comparison, in a worker process: train, then test (quietly:
-    the parent prints one line per finished run; warnings still go to stderr)."""
+    the parent prints one line per finished run; warnings go to stderr, each line prefixed
+    with the run's folder)."""
     import contextlib
     import os
+    import sys
 
     import torch
 
@@ -227,10 +254,14 @@ def _job(run: Config, run_dir: Path, threads: int) -> dict[str, Any]:
     global _worker_corpus
     torch.set_num_threads(threads)
     key = repr(run.data)
-    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-        if _worker_corpus is None or _worker_corpus[0] != key:
-            _worker_corpus = (key, build_corpus(run))
-        return _train_and_score(run, run_dir, _worker_corpus[1], progress=False)
+    errors = LinePrefixer(sys.stderr, f"[{run_dir.parent.name}, seed {run.seed}] ")
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(errors):
+        try:
+            if _worker_corpus is None or _worker_corpus[0] != key:
+                _worker_corpus = (key, build_corpus(run))
+            return _train_and_score(run, run_dir, _worker_corpus[1], progress=False)
+        finally:
+            errors.flush()
 
 
 def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool) -> dict[str, list[dict[str, Any]]]:
