@@ -186,3 +186,44 @@ def test_augmentation_gets_the_batch_and_its_generator(corpus):
     assert torch.equal(first, again)
     shift = (first - plain).numpy()
     assert 1.0 <= shift.min() and np.ptp(shift) < 1e-6
+
+
+def _tone_corpus(tmp_path, frequencies_hz, duration_s=3.0) -> Corpus:
+    t = np.arange(int(duration_s * 16000)) / 16000
+    utterances = []
+    for i, frequency in enumerate(frequencies_hz):
+        path = tmp_path / f"tone{i}" / "a.wav"
+        audio.write(path, (0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32))
+        utterances.append(Utterance(f"tone{i}/a.wav", str(path), f"tone{i}", duration_s))
+    return Corpus(utterances, root=str(tmp_path))
+
+
+def _peak_hz(chunk: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(chunk * np.hanning(len(chunk))))
+    return float(np.fft.rfftfreq(len(chunk), 1 / 16000)[spectrum.argmax()])
+
+
+def test_speed_perturbed_copies_are_new_speakers_at_scaled_frequencies(tmp_path):
+    tones = _tone_corpus(tmp_path, [500.0, 800.0])
+    dataset = ChunkBatches(tones, speakers_per_batch=6, chunks_per_speaker=1, chunk_duration_s=1.0,
+                           speed_factors=(0.9, 1.1))
+    assert dataset.speakers == ["tone0", "tone1", "tone0@speed0.9", "tone1@speed0.9", "tone0@speed1.1",
+                                "tone1@speed1.1"]
+    waveforms, labels = dataset.batch(0)
+    assert waveforms.shape == (6, 16000) and sorted(labels.tolist()) == list(range(6))
+    base = {"tone0": 500.0, "tone1": 800.0}
+    for row, label in enumerate(labels.tolist()):
+        name = dataset.speakers[label]
+        speaker, _, factor = name.partition("@speed")
+        expected = base[speaker] * (float(factor) if factor else 1.0)
+        assert _peak_hz(waveforms[row].numpy()) == pytest.approx(expected, abs=2.0), name
+    again = ChunkBatches(tones, speakers_per_batch=6, chunks_per_speaker=1, chunk_duration_s=1.0,
+                         speed_factors=(0.9, 1.1))
+    _assert_same([dataset.batch(3)], [again.batch(3)])  # deterministic: resume stays exact
+
+
+@pytest.mark.parametrize("factors", [(1.0,), (0.9, 0.9), (3.0,), (0.0,)])
+def test_bad_speed_factors_are_config_errors(tmp_path, factors):
+    tones = _tone_corpus(tmp_path, [500.0, 800.0])
+    with pytest.raises(ConfigError, match="speed_perturb"):
+        ChunkBatches(tones, speakers_per_batch=2, chunks_per_speaker=1, chunk_duration_s=1.0, speed_factors=factors)

@@ -302,3 +302,16 @@ def test_distillation_adds_the_weighted_relational_loss_and_keeps_the_teacher_ou
     with pytest.raises(ConfigError, match=r"distill\.weight"):
         train(load_config(path, ["validation.trials=null", f"distill.teacher={teacher_path}", "distill.weight=5",
                                  "training.epochs=2"]), tmp_path / "s" / "exp", resume=True, progress=False)
+
+
+def test_speed_perturbation_trains_one_class_per_speaker_and_factor(tmp_path, tiny_corpus, capsys):
+    config = load_config(_config(tmp_path, tiny_corpus, epochs=1),
+                         ["validation.trials=null", "data.speed_perturb=[0.9, 1.1]", "data.speakers_per_batch=6"])
+    result = train(config, tmp_path / "exp", progress=True)
+    state = load_checkpoint(result.last_checkpoint)
+    assert state["speakers"] == [f"spk{i}" for i in range(4)] + [f"spk{i}@speed0.9" for i in range(4)] + \
+        [f"spk{i}@speed1.1" for i in range(4)]
+    assert state["loss"]["weight"].shape[0] == 12  # one AAM class per speaker and speed
+    assert "speed-perturbed copies x 0.9, x 1.1: 12 classes" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="speed_perturb"):
+        load_config(_config(tmp_path / "bad", tiny_corpus), ["data.speed_perturb=[1.0]"])

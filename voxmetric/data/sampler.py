@@ -56,6 +56,13 @@ class ChunkBatches(IterableDataset):
     is read whole and tiled (repeated end to start) to the chunk length, so
     short recordings still contribute without padding with silence.
 
+    With ``speed_factors`` (speaker augmentation by speed perturbation, Yamamoto et al.,
+    Interspeech 2019), every factor ``f`` adds a copy of every speaker, labelled
+    ``"SPEAKER@speedF"`` (:func:`perturbed_speakers`): its chunks are read from the same
+    utterances, ``f`` times as long, and resampled to the chunk length, so they play ``f``
+    times faster with every frequency (pitch, formants) times ``f``: a different voice, a
+    different class. The labels are ``speakers`` in that order (originals first).
+
     A file that turns out unreadable (:class:`~voxmetric.errors.AudioError`)
     is skipped: another chunk of the same speaker is drawn, a warning names
     the file once per process, and ``skipped_reads`` counts it (per process:
@@ -73,6 +80,7 @@ class ChunkBatches(IterableDataset):
         rank, world_size: DDP process index and count.
         start_batch: global index of the first batch the stream yields.
         sample_rate_hz: sample rate of the chunks.
+        speed_factors: speed-perturbed copies of every speaker (positive, not 1).
 
     Yields:
         ``waveforms``: ``(P * K, samples)`` float32 tensor, speaker-major
@@ -98,16 +106,21 @@ class ChunkBatches(IterableDataset):
         world_size: int = 1,
         start_batch: int = 0,
         sample_rate_hz: int = audio.SAMPLE_RATE_HZ,
+        speed_factors: tuple[float, ...] = (),
     ):
         super().__init__()
         _check_numbers(speakers_per_batch, chunks_per_speaker, chunk_duration_s, seed, rank, world_size,
                        start_batch, sample_rate_hz)
         kept = corpus.with_min_duration(min_speaker_duration_s)
-        self.speakers: list[str] = kept.speakers
-        self.num_speakers = len(self.speakers)
-        _check_speakers(corpus, kept, speakers_per_batch, chunk_duration_s, min_speaker_duration_s)
+        speed_factors = check_speed_factors(speed_factors)
+        _check_speakers(corpus, kept, speakers_per_batch, chunk_duration_s, min_speaker_duration_s,
+                        copies=1 + len(speed_factors))
         by_speaker = kept.by_speaker()
-        self._files = [_speaker_files(s, by_speaker[s]) for s in self.speakers]
+        files = [_speaker_files(s, by_speaker[s]) for s in kept.speakers]
+        self.speakers: list[str] = perturbed_speakers(kept.speakers, speed_factors)
+        self.num_speakers = len(self.speakers)
+        self._files = files * (1 + len(speed_factors))
+        self._speeds = [factor for factor in (1.0, *speed_factors) for _ in files]
         self.speakers_per_batch = int(speakers_per_batch)
         self.chunks_per_speaker = int(chunks_per_speaker)
         self.chunk_duration_s = float(chunk_duration_s)
@@ -140,12 +153,12 @@ class ChunkBatches(IterableDataset):
         labels = np.repeat(chosen, self.chunks_per_speaker)
         waveforms = np.empty((len(labels), self.chunk_samples), dtype=np.float32)
         for row, speaker in enumerate(labels):
-            waveforms[row] = self._draw_chunk(int(speaker), rng)
+            waveforms[row] = self._draw_chunk(int(speaker), rng, self._speeds[int(speaker)])
         if self.augmentation is not None:
             waveforms = np.asarray(self.augmentation(waveforms, rng), dtype=np.float32)
         return torch.from_numpy(waveforms), torch.from_numpy(labels.astype(np.int64))
 
-    def _draw_chunk(self, speaker: int, rng: np.random.Generator) -> np.ndarray:
+    def _draw_chunk(self, speaker: int, rng: np.random.Generator, speed: float = 1.0) -> np.ndarray:
         """One ``(chunk_samples,)`` chunk of a speaker, skipping unreadable files.
 
         Every attempt consumes exactly two draws and a failed file is only
@@ -159,7 +172,7 @@ class ChunkBatches(IterableDataset):
             choice = _weighted_index(weights_s, rng.random())
             position = rng.random()
             try:
-                return self._read_chunk(files.paths[choice], files.durations_s[choice], position)
+                return self._read_chunk(files.paths[choice], files.durations_s[choice], position, speed)
             except AudioError as error:
                 self._note_bad(files.paths[choice], error)
                 weights_s[choice] = 0.0
@@ -168,16 +181,21 @@ class ChunkBatches(IterableDataset):
             f"(first: {files.paths[0]}: {self._bad_paths.get(files.paths[0], 'unknown error')})"
         )
 
-    def _read_chunk(self, path: str, duration_s: float, position: float) -> np.ndarray:
-        """Read the chunk starting at ``position`` (in [0, 1)) of the usable range."""
+    def _read_chunk(self, path: str, duration_s: float, position: float, speed: float = 1.0) -> np.ndarray:
+        """Read the chunk starting at ``position`` (in [0, 1)) of the usable range; at ``speed``
+        != 1, ``speed`` times as much audio, resampled to the chunk (class docstring)."""
         if path in self._bad_paths:
             raise AudioError(self._bad_paths[path])
-        if duration_s <= self.chunk_duration_s:
+        source_s = self.chunk_duration_s * speed
+        if duration_s <= source_s:
             waveform = audio.read(path, sample_rate_hz=self.sample_rate_hz)
         else:
-            start_s = position * (duration_s - self.chunk_duration_s)
-            length_s = self.chunk_samples / self.sample_rate_hz
+            start_s = position * (duration_s - source_s)
+            length_s = int(np.ceil(self.chunk_samples * speed)) / self.sample_rate_hz
             waveform = audio.read(path, start_s, length_s, sample_rate_hz=self.sample_rate_hz)
+        if speed != 1.0:
+            # Samples taken at rate * speed, played at rate: speed times faster and higher.
+            waveform = audio.resample(waveform, round(self.sample_rate_hz * speed), self.sample_rate_hz)
         return fit_length(waveform, self.chunk_samples)
 
     def _note_bad(self, path: str, error: AudioError) -> None:
@@ -185,6 +203,21 @@ class ChunkBatches(IterableDataset):
         if path not in self._bad_paths:
             self._bad_paths[path] = str(error)
             warnings.warn(f"skipping unreadable training file: {error}", stacklevel=3)
+
+
+def check_speed_factors(factors) -> tuple[float, ...]:
+    """Speed-perturbation factors: positive, none equal to 1, no repeats (ConfigError otherwise)."""
+    factors = tuple(float(f) for f in factors or ())
+    if any(not 0.5 <= f <= 2.0 or f == 1.0 for f in factors) or len(set(factors)) != len(factors):
+        raise ConfigError(f"data.speed_perturb must list distinct factors in [0.5, 2] other than 1 "
+                          f"(e.g. [0.9, 1.1]), got {list(factors)}")
+    return factors
+
+
+def perturbed_speakers(speakers: list[str], speed_factors) -> list[str]:
+    """The class labels of a corpus' ``speakers`` with speed-perturbed copies: the speakers,
+    then ``"SPEAKER@speedF"`` for every factor in order (``F`` as ``%g``)."""
+    return list(speakers) + [f"{s}@speed{f:g}" for f in speed_factors for s in speakers]
 
 
 def fit_length(waveform: np.ndarray, samples: int) -> np.ndarray:
@@ -233,17 +266,18 @@ def _check_numbers(speakers_per_batch, chunks_per_speaker, chunk_duration_s, see
 
 
 def _check_speakers(corpus: Corpus, kept: Corpus, speakers_per_batch: int, chunk_duration_s: float,
-                    min_speaker_duration_s: float) -> None:
+                    min_speaker_duration_s: float, copies: int = 1) -> None:
     if len(kept) == 0:
         raise ConfigError(
             f"min_speaker_duration_s={min_speaker_duration_s} leaves no speaker "
             f"(corpus has {len(corpus.speakers)} speakers, {len(corpus)} utterances)"
         )
-    count = len(kept.speakers)
+    count = len(kept.speakers) * copies
     if speakers_per_batch > count:
         raise ConfigError(
             f"speakers_per_batch={speakers_per_batch} is more than the {count} speakers "
-            f"available (after min_speaker_duration_s={min_speaker_duration_s})"
+            f"available (after min_speaker_duration_s={min_speaker_duration_s}"
+            + (", speed-perturbed copies included" if copies > 1 else "") + ")"
         )
     longest_s = max(u.duration_s for u in kept)
     if chunk_duration_s > longest_s:

@@ -61,6 +61,9 @@ class DataConfig:
     min_speaker_duration_s: float = 30.0
     num_workers: int = 2
     augmentation: AugmentationConfig | None = None
+    # Speaker augmentation: every factor adds a speed-perturbed copy of every speaker as a new
+    # class (e.g. [0.9, 1.1] triples the speakers; voxmetric/data/sampler.py ChunkBatches).
+    speed_perturb: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -313,6 +316,9 @@ def _check_values(config: Config) -> None:
     if config.validation.at_start and not config.validation.trials:
         raise ConfigError("validation.at_start is true but validation.trials is not set: give the trials to "
                           "validate the starting model on, or set validation.at_start=false")
+    from ..data.sampler import check_speed_factors
+
+    check_speed_factors(config.data.speed_perturb)
     if not config.distill.weight > 0:
         raise ConfigError(f"distill.weight must be positive, got {config.distill.weight!r} "
                           f"(to train without a teacher, set distill.teacher to null)")

@@ -86,7 +86,7 @@ def build_corpus(config: Config):
     if config.data.num_speakers is not None:
         corpus = corpus.subset(nested_speakers(corpus.speakers, config.data.num_speakers))
     kept = corpus.with_min_duration(config.data.min_speaker_duration_s)
-    if len(kept.speakers) < config.data.speakers_per_batch:
+    if len(kept.speakers) * (1 + len(config.data.speed_perturb)) < config.data.speakers_per_batch:
         raise ConfigError(
             f"data.speakers_per_batch is {config.data.speakers_per_batch} but only {len(kept.speakers)} "
             f"speakers of {', '.join(roots)} have at least data.min_speaker_duration_s="
@@ -119,7 +119,16 @@ def build_dataset(config: Config, corpus, start_batch: int = 0):
         rank=distributed.rank(),
         world_size=distributed.world_size(),
         start_batch=start_batch,
+        speed_factors=tuple(config.data.speed_perturb),
     )
+
+
+def class_labels(config: Config, corpus) -> list[str]:
+    """The training classes: the corpus' speakers, then their speed-perturbed copies
+    (``data.speed_perturb``), in the order of the batches' labels."""
+    from ..data.sampler import perturbed_speakers
+
+    return perturbed_speakers(corpus.speakers, config.data.speed_perturb)
 
 
 def build_model_and_loss(config: Config, num_speakers: int) -> tuple[nn.Module, nn.Module]:
@@ -169,7 +178,10 @@ def describe_run(config: Config, corpus, resumed_at=None) -> list[str]:
     where it resumes."""
     roots = config.data.corpus if isinstance(config.data.corpus, list) else [config.data.corpus]
     lines = [f"corpus: {len(corpus.speakers)} speakers, {len(corpus)} utterances, "
-             f"{corpus.total_duration_s / 3600:.2f} hours ({', '.join(roots)})",
+             f"{corpus.total_duration_s / 3600:.2f} hours ({', '.join(roots)})"
+             + (f"; speed-perturbed copies x {', x '.join(f'{f:g}' for f in config.data.speed_perturb)}: "
+                f"{len(corpus.speakers) * (1 + len(config.data.speed_perturb))} classes"
+                if config.data.speed_perturb else ""),
              f"initialised from {config.init_from}" if config.init_from else "initialised from scratch (random weights)"]
     if config.distill.teacher:
         lines.append(f"distilling from {config.distill.teacher} (relational, weight {config.distill.weight:g})")

@@ -51,8 +51,8 @@ from .finetune import NetworkFreeze, no_improvement_note, start_record, validate
 from .frontend_select import after_training
 from .optim import build_optimizer, build_scheduler
 from .run_state import _keep_previous, check_fresh, cut_log, resume_changes, resume_state, _StopRequest
-from .setup import (TrainStep, build_corpus, build_dataset, build_model_and_loss, build_teacher, frontend_settings,  # noqa: F401
-                    describe_run, resolve_device, validate)
+from .setup import (TrainStep, build_corpus, build_dataset, build_model_and_loss, build_teacher,  # noqa: F401
+                    class_labels, describe_run, frontend_settings, resolve_device, validate)
 from ..errors import ConfigError, TrainingError
 from ..fileio import atomic_open, progress_bar
 
@@ -89,7 +89,7 @@ class Trainer:
         state = resume_state(self.checkpoints) if resume else None
 
         self.corpus = build_corpus(config)
-        self.speakers = self.corpus.speakers
+        self.speakers = class_labels(config, self.corpus)
         model, loss = build_model_and_loss(config, len(self.speakers))
         self.step = TrainStep(model, loss, build_teacher(config), config.distill.weight).to(self.device)
         self.optimizer = build_optimizer(config, model, loss)
