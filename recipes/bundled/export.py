@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     parser.add_argument("--val", default="data/bundled/val", help="folder with the trial lists and wav/")
     parser.add_argument("--trials", default="mixed.txt", help="trial list in --val for selection and calibration")
     parser.add_argument("--checkpoint", help="default: EXP/checkpoints/best.pt (else last.pt)")
+    parser.add_argument("--recipe", help="how the run was made, for the file's metadata "
+                                         "(default: 'recipes/bundled/build.sh NAME')")
     args = parser.parse_args(argv)
     exp, val = Path(args.exp), Path(args.val)
     checkpoint = Path(args.checkpoint) if args.checkpoint else exp / "checkpoints" / "best.pt"
@@ -100,7 +102,7 @@ def main(argv=None) -> int:
         }
         print(f"validation {path.stem}: {per_condition[path.stem]}")
     info = {
-        "recipe": f"recipes/bundled/build.sh {args.name}",
+        "recipe": args.recipe or f"recipes/bundled/build.sh {args.name}",
         "data": "built-in synthetic corpus (300 speakers, seed 1) + 220 LibriSpeech train-clean-100 speakers "
                 "(one utterance each, CC BY 4.0) + 101 speechocean762 speakers (12 utterances each, CC BY 4.0); "
                 "augmented with generated noise, reverberation, telephone band, codec-like band limits, "
