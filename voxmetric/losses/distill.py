@@ -17,14 +17,9 @@ times ``distill.weight``, to the training loss (:class:`voxmetric.training.setup
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-
-def cosine_matrix(embeddings: Tensor) -> Tensor:
-    """``(batch, D) -> (batch, batch)`` cosine similarities."""
-    unit = F.normalize(embeddings.float(), dim=1)
-    return unit @ unit.T
+from .distances import pairwise_distances
 
 
 def relational_distillation(student: Tensor, teacher: Tensor) -> Tensor:
@@ -39,6 +34,8 @@ def relational_distillation(student: Tensor, teacher: Tensor) -> Tensor:
     if student.shape[0] != teacher.shape[0] or student.shape[0] < 2:
         raise ValueError(f"relational_distillation needs the same batch of >= 2 rows, got "
                          f"{tuple(student.shape)} and {tuple(teacher.shape)}")
-    difference = cosine_matrix(student) - cosine_matrix(teacher.detach())
+    # (1 - S) - (1 - T): the same squares as S - T.
+    difference = (pairwise_distances(student.float(), "cosine")
+                  - pairwise_distances(teacher.detach().float(), "cosine"))
     off_diagonal = ~torch.eye(student.shape[0], dtype=torch.bool, device=student.device)
     return difference[off_diagonal].pow(2).mean()

@@ -242,7 +242,7 @@ class LinePrefixer:
 def _job(run: Config, run_dir: Path, threads: int) -> dict[str, Any]:
     """One run of a ``jobs`` > 1 comparison, in a worker process: train, then test (quietly:
     the parent prints one line per finished run; warnings go to stderr, each line prefixed
-    with the run's folder)."""
+    with the run's loss and seed)."""
     import contextlib
     import os
     import sys

@@ -11,6 +11,7 @@ from torch import nn
 from ..checks import parse_device
 from ..data.splits import split_speakers
 from ..errors import ConfigError
+from ..losses.distill import relational_distillation
 from . import distributed
 from .config import Config
 
@@ -42,8 +43,6 @@ class TrainStep(nn.Module):
         embeddings = self.model(waveforms)
         loss = self.loss(embeddings.float(), labels)
         if self.teacher is not None:
-            from ..losses.distill import relational_distillation
-
             with torch.no_grad():
                 targets = self.teacher(waveforms)
             loss = loss + self.distill_weight * relational_distillation(embeddings, targets)
@@ -180,7 +179,7 @@ def describe_run(config: Config, corpus, resumed_at=None) -> list[str]:
     lines = [f"corpus: {len(corpus.speakers)} speakers, {len(corpus)} utterances, "
              f"{corpus.total_duration_s / 3600:.2f} hours ({', '.join(roots)})"
              + (f"; speed-perturbed copies x {', x '.join(f'{f:g}' for f in config.data.speed_perturb)}: "
-                f"{len(corpus.speakers) * (1 + len(config.data.speed_perturb))} classes"
+                f"{len(class_labels(config, corpus))} classes"
                 if config.data.speed_perturb else ""),
              f"initialised from {config.init_from}" if config.init_from else "initialised from scratch (random weights)"]
     if config.distill.teacher:
