@@ -360,3 +360,112 @@ def test_ddp_ranks_agree_across_the_freeze_boundary(tmp_path, tiny_corpus):  # n
     rank0, rank1 = (torch.load(tmp_path / "exp" / f"rank{r}.pt") for r in (0, 1))
     assert _same(rank0["end"], rank1["end"])
     assert any(not torch.equal(rank0["end"][f"model.{k}"], v) for k, v in rank0["start"].items())
+
+
+# --- the imprinted head -----------------------------------------------------------------------
+
+
+class _FirstSamples(torch.nn.Module):
+    """A 'network' whose embedding is the first ``dim`` samples of the waveform."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, waveforms):
+        return waveforms[:, :self.dim]
+
+
+def test_imprinted_weights_are_each_class_mean_direction():
+    from voxmetric.losses import build_loss
+    from voxmetric.training.finetune import imprint_head
+
+    # Class 0: (3, 4) and (0, 2) -> unit vectors (0.6, 0.8) and (0, 1): mean (0.3, 0.9) -> (1, 3) / sqrt(10).
+    # Class 1: (-2, 0) alone -> (-1, 0).
+    batches = [(torch.tensor([[3.0, 4.0, 9.0], [-2.0, 0.0, 9.0]]), torch.tensor([0, 1])),
+               (torch.tensor([[0.0, 2.0, 9.0]]), torch.tensor([0]))]
+    loss = build_loss("aam", embedding_dim=2, num_speakers=2)
+    network = _FirstSamples(2).train()
+    imprint_head(network, loss, batches, torch.device("cpu"))
+    expected = torch.tensor([[1.0, 3.0], [-1.0, 0.0]])
+    expected[0] /= 10 ** 0.5
+    torch.testing.assert_close(loss.weight.detach(), expected)
+    assert network.training  # its mode is given back
+    # Sub-centre AAM: every sub-centre of a speaker starts at its direction.
+    loss = build_loss("subcenter_aam", embedding_dim=2, num_speakers=2, num_subcenters=3)
+    imprint_head(_FirstSamples(2), loss, batches, torch.device("cpu"))
+    torch.testing.assert_close(loss.weight.detach(), expected.repeat_interleave(3, dim=0))
+
+
+def test_imprinting_needs_cosine_weights_and_every_class():
+    from voxmetric.losses import build_loss
+    from voxmetric.training.finetune import imprint_head
+
+    batches = [(torch.ones(2, 3), torch.tensor([0, 0]))]
+    with pytest.raises(ConfigError, match=r"1 of 2 classes got no chunk"):
+        imprint_head(_FirstSamples(2), build_loss("aam", embedding_dim=2, num_speakers=2), batches,
+                     torch.device("cpu"))
+    with pytest.raises(ConfigError, match=r"imprint_head_chunks needs a loss with cosine class weights"):
+        imprint_head(_FirstSamples(2), build_loss("ce", embedding_dim=2, num_speakers=2), batches,
+                     torch.device("cpu"))
+
+
+def test_class_batches_cover_every_class_and_leave_the_training_stream_alone(tiny_corpus):  # noqa: F811
+    from voxmetric.data.readers import read_corpus
+    from voxmetric.data.sampler import ChunkBatches
+
+    corpus = read_corpus(str(tiny_corpus / "train"), "folders")
+    data = ChunkBatches(corpus, speakers_per_batch=3, chunks_per_speaker=2, chunk_duration_s=0.5, seed=4,
+                        speed_factors=(0.9,))
+    before = data.batch(0)
+    first = list(data.class_batches(3))
+    assert [len(labels) for _, labels in first] == [6, 6, 6, 6]  # 8 classes x 3 chunks in batches of 6
+    labels = torch.cat([labels for _, labels in first])
+    assert torch.equal(labels, torch.arange(8).repeat_interleave(3))
+    again = list(data.class_batches(3))
+    for (w1, _), (w2, _) in zip(first, again):
+        assert torch.equal(w1, w2)
+    assert not torch.equal(first[0][0][:2], first[0][0][2:4])  # chunks drawn, not repeated
+    after = data.batch(0)
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    with pytest.raises(ValueError, match="chunks_per_class must be >= 1"):
+        next(data.class_batches(0))
+
+
+def test_a_run_starts_from_the_imprinted_head(tmp_path, tiny_corpus, capsys, monkeypatch):  # noqa: F811
+    from voxmetric.training.finetune import imprint_head
+
+    config = _load(tmp_path, tiny_corpus, ["training.imprint_head_chunks=2", "training.freeze_network_batches=3"],
+                   epochs=1, batches_per_epoch=1)
+    run = Trainer(config, tmp_path / "exp", progress=True)
+    start = _snapshot(run.step.model)
+    seen = {}
+    original = Trainer._train_batch
+
+    def first_step(self, waveforms, labels):
+        seen.setdefault("head", self.step.loss.weight.detach().clone())
+        return original(self, waveforms, labels)
+
+    monkeypatch.setattr(Trainer, "_train_batch", first_step)
+    run.run()
+    assert "loss head imprinted: each of 4 classes starts at the mean direction of its 2 chunks' embeddings" \
+        in capsys.readouterr().out
+    # The same weights computed by hand from the starting network and the class batches.
+    network, loss = build_model_and_loss(config, 4)
+    network.load_state_dict(start)
+    imprint_head(network, loss, run_batches := list(trainer_module.build_dataset(config, run.corpus).class_batches(2)),
+                 torch.device("cpu"))
+    assert len(run_batches) == 1
+    torch.testing.assert_close(seen["head"], loss.weight.detach(), rtol=0, atol=1e-6)
+    # Fixed on --resume.
+    with pytest.raises(ConfigError, match=r"training\.imprint_head_chunks"):
+        train(_load(tmp_path, tiny_corpus, ["training.imprint_head_chunks=4", "training.freeze_network_batches=3"],
+                    epochs=2, batches_per_epoch=1), tmp_path / "exp", resume=True, progress=False)
+
+
+def test_imprinting_is_refused_for_a_loss_without_class_weights(tmp_path, tiny_corpus):  # noqa: F811
+    config = _load(tmp_path, tiny_corpus, ["loss.name=triplet", "training.imprint_head_chunks=2"])
+    with pytest.raises(ConfigError, match="loss 'triplet' has none"):
+        Trainer(config, tmp_path / "exp", progress=False)
+    with pytest.raises(ConfigError, match=r"training\.imprint_head_chunks must be >= 0, got -1"):
+        config_from_dict({"training": {"imprint_head_chunks": -1}})

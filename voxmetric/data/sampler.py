@@ -158,6 +158,26 @@ class ChunkBatches(IterableDataset):
             waveforms = np.asarray(self.augmentation(waveforms, rng), dtype=np.float32)
         return torch.from_numpy(waveforms), torch.from_numpy(labels.astype(np.int64))
 
+    def class_batches(self, chunks_per_class: int):
+        """Every class ``chunks_per_class`` times, in label order, as ``(waveforms, labels)``
+        batches of at most P x K chunks: what :func:`~voxmetric.training.finetune.imprint_head`
+        averages. Drawn as the training chunks are (speed, augmentation), from generators of
+        their own (``[seed, 0, index, 1]``), so the training stream is not touched; the
+        same on every call and on every DDP rank."""
+        if int(chunks_per_class) < 1:
+            raise ValueError(f"chunks_per_class must be >= 1, got {chunks_per_class}")
+        labels = np.repeat(np.arange(self.num_speakers), int(chunks_per_class))
+        size = self.speakers_per_batch * self.chunks_per_speaker
+        for index, start in enumerate(range(0, len(labels), size)):
+            rng = np.random.default_rng([self.seed, 0, index, 1])
+            part = labels[start:start + size]
+            waveforms = np.empty((len(part), self.chunk_samples), dtype=np.float32)
+            for row, speaker in enumerate(part):
+                waveforms[row] = self._draw_chunk(int(speaker), rng, self._speeds[int(speaker)])
+            if self.augmentation is not None:
+                waveforms = np.asarray(self.augmentation(waveforms, rng), dtype=np.float32)
+            yield torch.from_numpy(waveforms), torch.from_numpy(part.astype(np.int64))
+
     def _draw_chunk(self, speaker: int, rng: np.random.Generator, speed: float = 1.0) -> np.ndarray:
         """One ``(chunk_samples,)`` chunk of a speaker, skipping unreadable files.
 

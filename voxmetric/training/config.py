@@ -135,6 +135,12 @@ class TrainingConfig:
     After N steps the network learns at ``optimizer.lr * optimizer.network_lr_scale``, its
     warm-up (``schedule.warmup_batches``) restarted from there. N at or beyond the whole
     run trains the head alone (a linear probe). Fixed on ``--resume``.
+
+    ``imprint_head_chunks`` (fine-tuning; margin-softmax losses): at the start of a run (not
+    on ``--resume``) every class's weight in the loss head is set to the mean direction of
+    the network's embeddings of N of its chunks, drawn and augmented as training chunks are
+    (weight imprinting, :func:`~voxmetric.training.finetune.imprint_head`), instead of random
+    weights; 0 (default) leaves the head random.
     """
 
     epochs: int = 10
@@ -149,6 +155,7 @@ class TrainingConfig:
     checkpoint_every_s: float | None = 600.0
     max_nonfinite_steps: int = 20
     freeze_network_batches: int = 0  # loss head only for the first N optimiser steps: see above
+    imprint_head_chunks: int = 0  # loss head starts at each class's mean embedding of N chunks: see above
 
 
 @dataclass
@@ -284,6 +291,7 @@ def _check_values(config: Config) -> None:
         "data.num_workers": config.data.num_workers,
         "schedule.warmup_batches": config.schedule.warmup_batches,
         "training.freeze_network_batches": config.training.freeze_network_batches,
+        "training.imprint_head_chunks": config.training.imprint_head_chunks,
         "schedule.min_lr": config.schedule.min_lr,
         "evaluation.n_bootstrap": config.evaluation.n_bootstrap,
     }

@@ -10,6 +10,11 @@ wrong. Two remedies, both driven by the config:
   steps only the head learns; the network's parameters take no gradient and it runs in
   eval mode, so its batch-norm running statistics do not drift either. Its rate after
   that (``optimizer.network_lr_scale``, warm-up restarted) is in :mod:`.optim`.
+* :func:`imprint_head` (``training.imprint_head_chunks``): the head does not start random
+  at all: each class's weight is the mean direction of the pretrained network's embeddings of
+  its chunks (weight imprinting, Qi, Brown & Lowe, "Low-Shot Learning with Imprinted
+  Weights", CVPR 2018), so the first gradients that reach the network come from a head
+  that already classifies.
 * epoch 0 (``validation.at_start``, :func:`validates_at_start`): the starting model is
   validated before the first batch and is the first ``best.pt`` candidate, so a fine-tune
   that never beats it keeps it and says so (:func:`no_improvement_note`).
@@ -17,8 +22,10 @@ wrong. Two remedies, both driven by the config:
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
@@ -58,6 +65,58 @@ class NetworkFreeze:
             parameter.requires_grad_(not frozen)
         self._frozen = frozen
         return True
+
+
+def check_imprintable(loss: nn.Module, loss_name: str = "") -> None:
+    """ConfigError unless ``loss`` has cosine class weights that :func:`imprint_head` can set."""
+    from ..losses.margin import MarginSoftmaxLoss
+
+    if not isinstance(loss, MarginSoftmaxLoss):
+        raise ConfigError(f"training.imprint_head_chunks needs a loss with cosine class weights (aam, am_softmax, "
+                          f"coco, subcenter_aam); loss '{loss_name or type(loss).__name__}' has none: set it to 0")
+
+
+def imprint_head(model: nn.Module, loss: nn.Module, batches, device: torch.device, progress: bool = False,
+                 total: int | None = None) -> float:
+    """Set a cosine-classifier head's class weights to the mean direction of ``model``'s
+    embeddings of each class's chunks; returns the seconds it took.
+
+    Args:
+        model: the (pretrained) network, run in eval mode without gradients; its mode is
+            restored afterwards.
+        loss: a margin-softmax head (``aam``, ``am_softmax``, ``coco``, ``subcenter_aam``:
+            every sub-centre of a speaker starts at the same direction) with ``weight``
+            ``(num_speakers * K, D)``.
+        batches: ``(waveforms, labels)`` pairs covering every class at least once
+            (:meth:`~voxmetric.data.sampler.ChunkBatches.class_batches`); ``total``: their
+            number, for the progress bar.
+
+    Raises:
+        ConfigError: the loss has no cosine class weights, or a class got no chunk.
+    """
+    from ..fileio import progress_bar
+
+    check_imprintable(loss)
+    started, was_training = time.perf_counter(), model.training
+    num_classes = loss.num_speakers
+    sums = torch.zeros(num_classes, loss.embedding_dim, dtype=torch.float64)
+    counts = torch.zeros(num_classes, dtype=torch.int64)
+    model.eval()
+    with torch.no_grad():
+        for waveforms, labels in progress_bar(batches, enabled=progress, desc="imprinting the loss head",
+                                              unit="batch", total=total, leave=False):
+            embeddings = nn.functional.normalize(model(waveforms.to(device)).float(), dim=1).cpu()
+            sums.index_add_(0, labels, embeddings.double())
+            counts += torch.bincount(labels, minlength=num_classes)
+    model.train(was_training)
+    if bool((counts == 0).any()):
+        missing = int((counts == 0).sum())
+        raise ConfigError(f"imprinting the loss head: {missing} of {num_classes} classes got no chunk")
+    centres = nn.functional.normalize(sums, dim=1).to(loss.weight.dtype)
+    per_class = loss.num_prototypes // num_classes
+    with torch.no_grad():
+        loss.weight.copy_(centres.repeat_interleave(per_class, dim=0).to(loss.weight.device))
+    return time.perf_counter() - started
 
 
 def validates_at_start(config) -> bool:

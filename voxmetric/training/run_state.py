@@ -22,7 +22,7 @@ RESUME_FIXED_SECTIONS = ("model", "loss", "optimizer", "data", "seed", "distill"
 """Config sections a resumed run must share with its checkpoint (the rest may change)."""
 RESUME_FREE_KEYS = {"data.num_workers"}
 """...except these: they do not change what is trained (the batch stream ignores workers)."""
-RESUME_FIXED_KEYS = ("training.freeze_network_batches",)
+RESUME_FIXED_KEYS = ("training.freeze_network_batches", "training.imprint_head_chunks")
 """Keys of the other sections that a resumed run must share too (they shape the optimiser)."""
 
 

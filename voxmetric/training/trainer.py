@@ -47,7 +47,7 @@ from tqdm import tqdm
 from . import distributed
 from ..inference.checkpoint import save_checkpoint
 from .config import Config, save_config
-from .finetune import NetworkFreeze, no_improvement_note, start_record, validates_at_start
+from .finetune import NetworkFreeze, check_imprintable, imprint_head, no_improvement_note, start_record, validates_at_start
 from .frontend_select import after_training
 from .optim import build_optimizer, build_scheduler
 from .run_state import _keep_previous, check_fresh, cut_log, resume_changes, resume_state, _StopRequest
@@ -95,6 +95,8 @@ class Trainer:
         self.optimizer = build_optimizer(config, model, loss)
         self.scheduler = build_scheduler(config, self.optimizer)
         self.freeze = NetworkFreeze(model, loss, config.training.freeze_network_batches, config.loss.name)
+        if config.training.imprint_head_chunks:
+            check_imprintable(loss, config.loss.name)
         self.batches_done, self.epochs_done, self.best_eer, self.stale_epochs = 0, 0, None, 0
         self.history: list[dict[str, Any]] = []
         self.train_time_s = 0.0
@@ -216,6 +218,8 @@ class Trainer:
                                   pin_memory=self.device.type == "cuda"))
         interrupted, stop_signal = False, None
         with _StopRequest() as stop:
+            if not self.resumed and t.imprint_head_chunks:
+                self._imprint(dataset)
             if not self.resumed and validates_at_start(self.config):
                 self._validate_start()
             while self.epochs_done < t.epochs and not interrupted:
@@ -337,6 +341,18 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         return value
+
+    def _imprint(self, dataset) -> None:
+        """The loss head's class weights from the network's embeddings (``training.imprint_head_chunks``);
+        every rank computes the same weights from the same chunks."""
+        chunks = self.config.training.imprint_head_chunks
+        size = dataset.speakers_per_batch * dataset.chunks_per_speaker
+        total = -(-dataset.num_speakers * chunks // size)
+        seconds = imprint_head(self.step.model, self.step.loss, dataset.class_batches(chunks), self.device,
+                               self.progress, total)
+        if distributed.is_main():
+            tqdm.write(f"loss head imprinted: each of {dataset.num_speakers} classes starts at the mean direction "
+                       f"of its {chunks} chunk{'s' if chunks > 1 else ''}' embeddings ({seconds:.0f} s)")
 
     def _validate_start(self) -> None:
         """Epoch 0: the starting model's validation EER, logged, printed and saved as ``best.pt``
