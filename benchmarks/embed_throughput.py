@@ -10,7 +10,8 @@ system temporary folder, embedded with each bundled model's default front-end
 (``model.embed_files``: read, quality, VAD, level, network). Long file:
 ``../shared/data/long_60s.flac`` (72.5 s) with the seed's 3 s windows every 0.1 s
 (``set_frontend(window_s=3.0, step_s=0.1)``, one file per pass). Every case runs in its own
-process with ``torch.set_num_threads(1)``; one warm-up pass over 10 files (or the long file
+process with ``torch.set_num_threads(1)`` and ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
+``MKL_NUM_THREADS``, ``NUMBA_NUM_THREADS`` at 1; one warm-up pass over 10 files (or the long file
 once) is not timed; the figures are the best of ``--repeats`` timed passes, as files per
 second of wall time and per second of the process's CPU time (with ``--rounds N``, the
 process with the median CPU time of N, the trees alternating). On a loaded machine the wall
@@ -96,7 +97,10 @@ def child(spec: dict) -> dict:
 
 
 def run_child(spec: dict, python: str, pythonpath: str | None) -> dict:
-    env = dict(os.environ)
+    # One thread for every library, not only torch: Resemblyzer's preprocessing (librosa, numpy's
+    # BLAS) otherwise spreads over all cores and its CPU time is about twice its wall time.
+    env = {**os.environ, **{name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                                    "NUMBA_NUM_THREADS")}}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     result = subprocess.run([python, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, env=env,
