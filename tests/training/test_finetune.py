@@ -216,7 +216,10 @@ def test_best_is_the_starting_model_when_no_epoch_beats_it(tmp_path, tiny_corpus
     assert best["batches_done"] == 0 and _same(best["model"], start)
     assert not _same(load_checkpoint(result.last_checkpoint)["model"], start)
     assert ("no epoch beat the starting model (EER 10.00%; best after training 15.00%): "
-            "checkpoints/best.pt holds the starting network") in capsys.readouterr().out
+            "checkpoints/best.pt holds the starting network; try training.imprint_head_chunks=2") \
+        in capsys.readouterr().out
+    # Already imprinted: not suggested again.
+    assert "imprint_head_chunks" not in no_improvement_note(result.history, imprinted=True)
 
 
 def test_an_epoch_that_beats_the_start_becomes_best(tmp_path, tiny_corpus, monkeypatch, capsys):  # noqa: F811

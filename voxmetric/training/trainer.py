@@ -232,7 +232,8 @@ class Trainer:
                     break
         if self._tensorboard is not None:
             self._tensorboard.close()
-        if not interrupted and distributed.is_main() and (note := no_improvement_note(self.history)):
+        if not interrupted and distributed.is_main() and (note := no_improvement_note(
+                self.history, imprinted=self._imprinted_or_not_imprintable())):
             print(note, flush=True)
         if not interrupted:  # the front-end chosen on validation, stored in the checkpoints (rank 0)
             after_training(self.out, self.config, self.device, self.progress)
@@ -341,6 +342,12 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         return value
+
+    def _imprinted_or_not_imprintable(self) -> bool:
+        """False only when the loss head could have been imprinted and was not (the note then suggests it)."""
+        from ..losses.margin import MarginSoftmaxLoss
+
+        return bool(self.config.training.imprint_head_chunks) or not isinstance(self.step.loss, MarginSoftmaxLoss)
 
     def _imprint(self, dataset) -> None:
         """The loss head's class weights from the network's embeddings (``training.imprint_head_chunks``);
