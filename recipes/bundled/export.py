@@ -31,14 +31,21 @@ from voxmetric.evaluate.operating_point import threshold_at
 from voxmetric.evaluate.metrics import eer
 from voxmetric.evaluate.pipeline import trial_scores
 from voxmetric.inference.export import export_pretrained, update_manifest
+from voxmetric.inference.frontend import FrontendSettings
 from voxmetric.inference.speaker_model import BUNDLED_DIR, load_model
+from voxmetric.training.frontend_select import describe, windows_per_minute
 
-CANDIDATE_SETTINGS = (  # cheapest first: a tie goes to the fewer windows (as in training's selection)
-    {"window_s": None, "step_s": 0.1, "rms_dbfs": -26.0},
-    {"window_s": 3.0, "step_s": 1.5, "rms_dbfs": -26.0},
-    {"window_s": 3.0, "step_s": 0.5, "rms_dbfs": -26.0},
-    {"window_s": 3.0, "step_s": 0.1, "rms_dbfs": -26.0},
-)
+CANDIDATES = ((None, 0.1), (3.0, 1.5), (3.0, 0.5), (3.0, 0.1))
+"""(window_s, step_s) tried; window None: the whole file."""
+LEVEL_DBFS = -26.0
+
+
+def candidate_settings() -> list[dict]:
+    """The candidates as weights-file settings, cheapest first (windows per minute of audio,
+    as training's selection counts them), so that a tie goes to the fewer windows."""
+    settings = sorted((FrontendSettings(window_s=w, step_s=s, rms_dbfs=LEVEL_DBFS) for w, s in CANDIDATES),
+                      key=windows_per_minute)
+    return [{"window_s": x.window_s, "step_s": x.step_s, "rms_dbfs": x.rms_dbfs} for x in settings]
 
 
 def validation_scores(weights: Path, trials_path: Path, root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -76,13 +83,13 @@ def main(argv=None) -> int:
     common = {"description": "", "training_info": {}}
     best = None
     with tempfile.TemporaryDirectory() as tmp:
-        for settings in CANDIDATE_SETTINGS:
+        for settings in candidate_settings():
             draft = Path(tmp) / "draft.safetensors"
             export_pretrained(checkpoint, draft, calibration=None, threshold=None, embedding_settings=settings,
                               **common)
             scores, labels = validation_scores(draft, val / args.trials, val / "wav")
             value = eer(scores, labels)[0]
-            print(f"{settings}: validation EER {value * 100:.2f}%")
+            print(f"{describe(FrontendSettings(**settings))}: validation EER {value * 100:.2f}%")
             if best is None or value < best[0]:
                 best = (value, settings, scores, labels)
     value, settings, scores, labels = best

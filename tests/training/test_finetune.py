@@ -343,6 +343,17 @@ with distributed.session():
 """
 
 
+def test_bundled_export_tries_the_cheapest_front_end_first():
+    from voxmetric.inference.frontend import FrontendSettings
+    from voxmetric.training.frontend_select import windows_per_minute
+
+    candidates = _recipe("bundled/export.py").candidate_settings()
+    costs = [windows_per_minute(FrontendSettings(**c)) for c in candidates]
+    assert costs == sorted(costs) and costs[0] == 1  # whole file first: ties go to the fewer windows
+    assert [(c["window_s"], c["step_s"]) for c in candidates] == [(None, 0.1), (3.0, 1.5), (3.0, 0.5), (3.0, 0.1)]
+    assert {c["rms_dbfs"] for c in candidates} == {-26.0}
+
+
 @pytest.mark.slow
 def test_ddp_ranks_agree_across_the_freeze_boundary(tmp_path, tiny_corpus):  # noqa: F811
     """Under torchrun the DDP wrapper is rebuilt when the network is unfrozen, so that its
