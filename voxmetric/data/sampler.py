@@ -150,7 +150,11 @@ class ChunkBatches(IterableDataset):
         """
         rng = np.random.default_rng([self.seed, self.rank, int(index)])
         chosen = rng.choice(self.num_speakers, size=self.speakers_per_batch, replace=False)
-        labels = np.repeat(chosen, self.chunks_per_speaker)
+        return self._chunks(np.repeat(chosen, self.chunks_per_speaker), rng)
+
+    def _chunks(self, labels: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One chunk per label (at its speaker copy's speed), then the batch's augmentation,
+        all drawn from ``rng``: ``(waveforms (len, samples) float32, labels (len,) int64)``."""
         waveforms = np.empty((len(labels), self.chunk_samples), dtype=np.float32)
         for row, speaker in enumerate(labels):
             waveforms[row] = self._draw_chunk(int(speaker), rng, self._speeds[int(speaker)])
@@ -168,15 +172,14 @@ class ChunkBatches(IterableDataset):
             raise ValueError(f"chunks_per_class must be >= 1, got {chunks_per_class}")
         labels = np.repeat(np.arange(self.num_speakers), int(chunks_per_class))
         size = self.speakers_per_batch * self.chunks_per_speaker
-        for index, start in enumerate(range(0, len(labels), size)):
+        for index in range(self.class_batch_count(chunks_per_class)):
             rng = np.random.default_rng([self.seed, 0, index, 1])
-            part = labels[start:start + size]
-            waveforms = np.empty((len(part), self.chunk_samples), dtype=np.float32)
-            for row, speaker in enumerate(part):
-                waveforms[row] = self._draw_chunk(int(speaker), rng, self._speeds[int(speaker)])
-            if self.augmentation is not None:
-                waveforms = np.asarray(self.augmentation(waveforms, rng), dtype=np.float32)
-            yield torch.from_numpy(waveforms), torch.from_numpy(part.astype(np.int64))
+            yield self._chunks(labels[index * size:(index + 1) * size], rng)
+
+    def class_batch_count(self, chunks_per_class: int) -> int:
+        """How many batches :meth:`class_batches` yields (the last one may be short)."""
+        size = self.speakers_per_batch * self.chunks_per_speaker
+        return -(-self.num_speakers * int(chunks_per_class) // size)
 
     def _draw_chunk(self, speaker: int, rng: np.random.Generator, speed: float = 1.0) -> np.ndarray:
         """One ``(chunk_samples,)`` chunk of a speaker, skipping unreadable files.

@@ -67,11 +67,16 @@ class NetworkFreeze:
         return True
 
 
-def check_imprintable(loss: nn.Module, loss_name: str = "") -> None:
-    """ConfigError unless ``loss`` has cosine class weights that :func:`imprint_head` can set."""
+def imprintable(loss: nn.Module) -> bool:
+    """Whether ``loss`` has cosine class weights that :func:`imprint_head` can set."""
     from ..losses.margin import MarginSoftmaxLoss
 
-    if not isinstance(loss, MarginSoftmaxLoss):
+    return isinstance(loss, MarginSoftmaxLoss)
+
+
+def check_imprintable(loss: nn.Module, loss_name: str = "") -> None:
+    """ConfigError unless :func:`imprintable`."""
+    if not imprintable(loss):
         raise ConfigError(f"training.imprint_head_chunks needs a loss with cosine class weights (aam, am_softmax, "
                           f"coco, subcenter_aam); loss '{loss_name or type(loss).__name__}' has none: set it to 0")
 

@@ -47,7 +47,8 @@ from tqdm import tqdm
 from . import distributed
 from ..inference.checkpoint import save_checkpoint
 from .config import Config, save_config
-from .finetune import NetworkFreeze, check_imprintable, imprint_head, no_improvement_note, start_record, validates_at_start
+from .finetune import (NetworkFreeze, check_imprintable, imprint_head, imprintable, no_improvement_note,
+                       start_record, validates_at_start)
 from .frontend_select import after_training
 from .optim import build_optimizer, build_scheduler
 from .run_state import _keep_previous, check_fresh, cut_log, resume_changes, resume_state, _StopRequest
@@ -233,7 +234,8 @@ class Trainer:
         if self._tensorboard is not None:
             self._tensorboard.close()
         if not interrupted and distributed.is_main() and (note := no_improvement_note(
-                self.history, imprinted=self._imprinted_or_not_imprintable())):
+                self.history,
+                imprinted=bool(t.imprint_head_chunks) or not imprintable(self.step.loss))):
             print(note, flush=True)
         if not interrupted:  # the front-end chosen on validation, stored in the checkpoints (rank 0)
             after_training(self.out, self.config, self.device, self.progress)
@@ -343,20 +345,12 @@ class Trainer:
         self.scheduler.step()
         return value
 
-    def _imprinted_or_not_imprintable(self) -> bool:
-        """False only when the loss head could have been imprinted and was not (the note then suggests it)."""
-        from ..losses.margin import MarginSoftmaxLoss
-
-        return bool(self.config.training.imprint_head_chunks) or not isinstance(self.step.loss, MarginSoftmaxLoss)
-
     def _imprint(self, dataset) -> None:
         """The loss head's class weights from the network's embeddings (``training.imprint_head_chunks``);
         every rank computes the same weights from the same chunks."""
         chunks = self.config.training.imprint_head_chunks
-        size = dataset.speakers_per_batch * dataset.chunks_per_speaker
-        total = -(-dataset.num_speakers * chunks // size)
         seconds = imprint_head(self.step.model, self.step.loss, dataset.class_batches(chunks), self.device,
-                               self.progress, total)
+                               self.progress, dataset.class_batch_count(chunks))
         if distributed.is_main():
             tqdm.write(f"loss head imprinted: each of {dataset.num_speakers} classes starts at the mean direction "
                        f"of its {chunks} chunk{'s' if chunks > 1 else ''}' embeddings ({seconds:.0f} s)")
