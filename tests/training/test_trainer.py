@@ -14,7 +14,7 @@ from voxmetric.cli import main
 from voxmetric.training.config import load_config
 from voxmetric.errors import ConfigError
 from voxmetric.models import build_model
-from voxmetric.training.trainer import train
+from voxmetric.training.trainer import Trainer, train
 
 TINY_MODEL = {"name": "sinctdnn", "params": {"sinc_filters": 16, "conv_channels": 16, "tdnn_channels": 32,
                                              "tdnn_stats_channels": 64, "embedding_dim": 16}}
@@ -302,6 +302,47 @@ def test_distillation_adds_the_weighted_relational_loss_and_keeps_the_teacher_ou
     with pytest.raises(ConfigError, match=r"distill\.weight"):
         train(load_config(path, ["validation.trials=null", f"distill.teacher={teacher_path}", "distill.weight=5",
                                  "training.epochs=2"]), tmp_path / "s" / "exp", resume=True, progress=False)
+
+
+def test_distillation_alone_trains_the_network_on_the_teacher_and_never_the_head(tmp_path, tiny_corpus, capsys):
+    from voxmetric.losses import build_loss
+    from voxmetric.losses.distill import relational_distillation
+    from voxmetric.training.setup import TrainStep
+
+    torch.manual_seed(0)
+    student = build_model(TINY_MODEL["name"], **TINY_MODEL["params"])
+    teacher = build_model(TINY_MODEL["name"], **TINY_MODEL["params"]).eval()
+    head = build_loss("aam", embedding_dim=16, num_speakers=4)
+    step = TrainStep(student, head, teacher, distill_weight=3.0, label_loss=False)
+    waveforms, labels = torch.randn(4, 8000), torch.tensor([0, 1, 2, 3])
+    loss, embeddings = step(waveforms, labels)
+    with torch.no_grad():
+        expected = 3.0 * relational_distillation(embeddings, teacher(waveforms))
+    torch.testing.assert_close(loss.detach(), expected)
+    loss.backward()
+    assert all(p.grad is None for p in head.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    with pytest.raises(ValueError, match="needs a teacher"):
+        TrainStep(student, head, None, label_loss=False)
+
+    # A run: the network moves, the head stays where it started, the log says what trains it.
+    teacher_run = train(load_config(_config(tmp_path / "t", tiny_corpus, epochs=1), ["validation.trials=null"]),
+                        tmp_path / "t" / "exp", progress=False)
+    path = _config(tmp_path / "s", tiny_corpus, epochs=1)
+    settings = ["validation.trials=null", f"distill.teacher={teacher_run.last_checkpoint}", "distill.label_loss=false"]
+    trainer = Trainer(load_config(path, settings), tmp_path / "s" / "exp", progress=True)
+    initial = {"model": {k: v.clone() for k, v in trainer.step.model.state_dict().items()},
+               "loss": {k: v.clone() for k, v in trainer.step.loss.state_dict().items()}}
+    trained = load_checkpoint(trainer.run().last_checkpoint)
+    assert "no aam loss: the teacher alone" in capsys.readouterr().out
+    for name, tensor in initial["loss"].items():
+        torch.testing.assert_close(trained["loss"][name], tensor, rtol=0, atol=0)
+    assert any(not torch.equal(trained["model"][name], tensor) for name, tensor in initial["model"].items())
+    # Without a teacher, or with head-only batches, there would be nothing to train.
+    with pytest.raises(ConfigError, match=r"distill\.label_loss is false but distill\.teacher is not set"):
+        load_config(path, ["distill.label_loss=false"])
+    with pytest.raises(ConfigError, match=r"training\.freeze_network_batches"):
+        load_config(path, settings + ["training.freeze_network_batches=2"])
 
 
 def test_speed_perturbation_trains_one_class_per_speaker_and_factor(tmp_path, tiny_corpus, capsys):

@@ -229,10 +229,14 @@ class DistillConfig:
     (:mod:`voxmetric.losses.distill`: the student's cosine scores between the batch's chunks
     against the teacher's) is added to the training loss. The teacher is not saved in
     checkpoints; ``--resume`` needs the same teacher and weight.
+
+    ``label_loss``: false trains on the teacher's scores alone (no ``loss:`` term; the labels
+    still shape the speakers x chunks batches, and the loss head is built but never trained).
     """
 
     teacher: str | None = None
     weight: float = 1.0
+    label_loss: bool = True
 
 
 @dataclass
@@ -330,6 +334,13 @@ def _check_values(config: Config) -> None:
     if not config.distill.weight > 0:
         raise ConfigError(f"distill.weight must be positive, got {config.distill.weight!r} "
                           f"(to train without a teacher, set distill.teacher to null)")
+    if not config.distill.label_loss:
+        if not config.distill.teacher:
+            raise ConfigError("distill.label_loss is false but distill.teacher is not set: without a teacher "
+                              "nothing would be learned")
+        if config.training.freeze_network_batches or config.training.imprint_head_chunks:
+            raise ConfigError("distill.label_loss is false, so the loss head is never trained: set "
+                              "training.freeze_network_batches and training.imprint_head_chunks to 0")
     if config.frontend.window_s is not None and config.frontend.window_s <= 0:
         raise ConfigError(f"frontend.window_s must be positive or null (whole file), got {config.frontend.window_s}")
     for index, candidate in enumerate(config.validation.frontend_candidates):

@@ -23,16 +23,21 @@ class TrainStep(nn.Module):
     times :func:`~voxmetric.losses.distill.relational_distillation` of the network's and the
     teacher's embeddings of the same chunks. The teacher is held outside the module tree: not
     trained, not in ``state_dict()`` (nor checkpoints), not seen by DDP or the optimiser,
-    always in eval mode; moves and dtype casts of the step reach it.
+    always in eval mode; moves and dtype casts of the step reach it. With ``label_loss=False``
+    the distillation term is the whole loss: the loss head gets no gradient and the labels
+    only shape the batches.
     """
 
     def __init__(self, model: nn.Module, loss: nn.Module, teacher: nn.Module | None = None,
-                 distill_weight: float = 1.0):
+                 distill_weight: float = 1.0, label_loss: bool = True):
         super().__init__()
+        if teacher is None and not label_loss:
+            raise ValueError("TrainStep without the label loss needs a teacher")
         self.model = model
         self.loss = loss
         object.__setattr__(self, "teacher", teacher)  # not a submodule: see the docstring
         self.distill_weight = distill_weight
+        self.label_loss = label_loss
 
     def _apply(self, fn, recurse=True):
         if self.teacher is not None:
@@ -41,7 +46,7 @@ class TrainStep(nn.Module):
 
     def forward(self, waveforms: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embeddings = self.model(waveforms)
-        loss = self.loss(embeddings.float(), labels)
+        loss = self.loss(embeddings.float(), labels) if self.label_loss else embeddings.new_zeros(())
         if self.teacher is not None:
             with torch.no_grad():
                 targets = self.teacher(waveforms)
@@ -183,7 +188,9 @@ def describe_run(config: Config, corpus, resumed_at=None) -> list[str]:
                 if config.data.speed_perturb else ""),
              f"initialised from {config.init_from}" if config.init_from else "initialised from scratch (random weights)"]
     if config.distill.teacher:
-        lines.append(f"distilling from {config.distill.teacher} (relational, weight {config.distill.weight:g})")
+        lines.append(f"distilling from {config.distill.teacher} (relational, weight {config.distill.weight:g}"
+                     + ("" if config.distill.label_loss else f"; no {config.loss.name} loss: the teacher alone")
+                     + ")")
     frozen, scale = config.training.freeze_network_batches, config.optimizer.network_lr_scale
     if frozen or scale != 1.0:
         lines.append((f"network frozen for the first {frozen} batches (loss head only), then " if frozen else
