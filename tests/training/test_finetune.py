@@ -220,6 +220,9 @@ def test_best_is_the_starting_model_when_no_epoch_beats_it(tmp_path, tiny_corpus
         in capsys.readouterr().out
     # Already imprinted: not suggested again.
     assert "imprint_head_chunks" not in no_improvement_note(result.history, imprinted=True)
+    # Trained by a teacher alone: no head remedies, the teacher and the rate instead.
+    teacher_only = no_improvement_note(result.history, imprinted=False, label_loss=False)
+    assert teacher_only.endswith("try a lower optimizer.lr, or a teacher better than the starting model on validation")
 
 
 def test_an_epoch_that_beats_the_start_becomes_best(tmp_path, tiny_corpus, monkeypatch, capsys):  # noqa: F811

@@ -142,17 +142,22 @@ def start_eer(history: list[dict[str, Any]]) -> float | None:
     return next((r["val_eer"] for r in history if r.get("epoch") == 0 and r.get("val_eer") is not None), None)
 
 
-def no_improvement_note(history: list[dict[str, Any]], imprinted: bool = True) -> str | None:
+def no_improvement_note(history: list[dict[str, Any]], imprinted: bool = True,
+                        label_loss: bool = True) -> str | None:
     """What to tell the user when the starting model was validated and no later epoch beat
     it (``best.pt`` is then the starting network, with a fresh head); None otherwise.
-    ``imprinted``: whether the head was imprinted (if not, that is suggested first)."""
+    ``imprinted``: whether the head was imprinted (if not, that is suggested first);
+    ``label_loss``: false when a teacher alone trained the network (no head to suggest for)."""
     start = start_eer(history)
     later = [r["val_eer"] for r in history if r.get("epoch", 0) > 0 and r.get("val_eer") is not None]
     if start is None or not later or min(later) < start:
         return None
-    remedies = ([] if imprinted else ["training.imprint_head_chunks=2 (a head that starts from the network's own "
-                                      "embeddings)"]) + [
-        "a lower optimizer.lr or optimizer.network_lr_scale", "a longer training.freeze_network_batches",
-        "more speakers"]
+    if not label_loss:
+        remedies = ["a lower optimizer.lr", "a teacher better than the starting model on validation"]
+    else:
+        remedies = ([] if imprinted else ["training.imprint_head_chunks=2 (a head that starts from the network's "
+                                          "own embeddings)"]) + [
+            "a lower optimizer.lr or optimizer.network_lr_scale", "a longer training.freeze_network_batches",
+            "more speakers"]
     return (f"no epoch beat the starting model (EER {start:.2f}%; best after training {min(later):.2f}%): "
             f"checkpoints/best.pt holds the starting network; try {', '.join(remedies[:-1])}, or {remedies[-1]}")

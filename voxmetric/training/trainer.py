@@ -236,7 +236,8 @@ class Trainer:
             self._tensorboard.close()
         if not interrupted and distributed.is_main() and (note := no_improvement_note(
                 self.history,
-                imprinted=bool(t.imprint_head_chunks) or not imprintable(self.step.loss))):
+                imprinted=bool(t.imprint_head_chunks) or not imprintable(self.step.loss),
+                label_loss=self.config.distill.label_loss)):
             print(note, flush=True)
         if not interrupted:  # the front-end chosen on validation, stored in the checkpoints (rank 0)
             after_training(self.out, self.config, self.device, self.progress)
