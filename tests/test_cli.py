@@ -39,11 +39,20 @@ def _trial_files(tmp_path):
     return trials, matrix
 
 
+def test_every_out_option_has_the_short_form_o():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    with_out = {name: [a.option_strings for a in parser._actions if "--out" in a.option_strings]
+                for name, parser in commands.items()}
+    with_out = {name: strings[0] for name, strings in with_out.items() if strings}
+    assert {"embed", "score", "eval", "train", "compare", "demo", "calibrate"} <= set(with_out)
+    assert all(strings == ["-o", "--out"] for strings in with_out.values()), with_out
+
+
 def test_score_then_eval(tmp_path, capsys):
     trials, matrix = _trial_files(tmp_path)
     scores = tmp_path / "scores.txt"
     assert main(["score", "--trials", str(trials), "--embeddings", str(tmp_path / "emb.npz"),
-                 "--out", str(scores)]) == 0
+                 "-o", str(scores)]) == 0
     by_pair = read_scores(str(scores))
     unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
     assert by_pair[("a/1.wav", "a/2.wav")] == pytest.approx(float(unit[0] @ unit[1]), abs=1e-6)

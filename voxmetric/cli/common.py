@@ -60,7 +60,7 @@ def _add_skip_errors(parser: argparse.ArgumentParser) -> None:
                              "stderr and in OUT.errors.tsv, exit with status 3")
 
 def _add_batch_output(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", metavar="FILE", help="write the batch results here (default: standard output)")
+    parser.add_argument("-o", "--out", metavar="FILE", help="write the batch results here (default: standard output)")
     parser.add_argument("--format", choices=["jsonl", "tsv"],
                         help="batch output: JSON Lines, or TSV with a header (default: tsv for *.tsv / *.txt "
                              "names, else jsonl)")

@@ -74,7 +74,7 @@ def add_calibrate(sub) -> None:
     _add_model(p, calibration=False)
     p.add_argument("--trials", required=True, metavar="TRIALS", help="your labelled pairs")
     p.add_argument("--root", metavar="DIR", help="folder the trial paths are relative to (default: the list's)")
-    p.add_argument("--out", default="calibration.json", metavar="CAL.json", help="calibration file to write")
+    p.add_argument("-o", "--out", default="calibration.json", metavar="CAL.json", help="calibration file to write")
     p.add_argument("--target-far", type=float, metavar="F",
                    help="threshold for this false-acceptance rate (default: the EER point)")
     p.add_argument("--bootstrap", type=int, default=DEFAULT_N_BOOTSTRAP, metavar="N", help="bootstrap rounds")

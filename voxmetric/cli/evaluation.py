@@ -22,7 +22,7 @@ def add_embed(sub) -> None:
     p.add_argument("--list", metavar="FILE", help="file with one audio path per line")
     p.add_argument("--root", metavar="DIR", help="the paths are relative to DIR and stored as given (e.g. the "
                                                  "keys of a trial list, for 'voxmetric score')")
-    p.add_argument("--out", required=True, metavar="EMB_FILE", help="output .npz or .safetensors")
+    p.add_argument("-o", "--out", required=True, metavar="EMB_FILE", help="output .npz or .safetensors")
     p.add_argument("--window", type=float, metavar="S",
                    help="window in seconds; 0 = whole file (default: the model's; a checkpoint's is the one "
                         "validation chose at the end of training)")
@@ -107,7 +107,7 @@ def add_score(sub) -> None:
     p.add_argument("--snorm", metavar="COHORT_EMB", help="cohort embeddings for adaptive s-norm")
     p.add_argument("--top", type=int, default=DEFAULT_TOP_N, metavar="N",
                    help="cohort scores kept per side (at most the cohort's size)")
-    p.add_argument("--out", required=True, metavar="SCORES", help="output: 'score path1 path2' per line")
+    p.add_argument("-o", "--out", required=True, metavar="SCORES", help="output: 'score path1 path2' per line")
     _add_quiet(p)
     p.set_defaults(func=_run_score)
 
@@ -132,7 +132,7 @@ def add_eval(sub) -> None:
                    help="score file(s) from 'voxmetric score' (repeatable: one system each)")
     p.add_argument("--plot", metavar="DET.png", help="write a DET curve (.png, .pdf or .svg)")
     p.add_argument("--hist", metavar="HIST.png", help="write target / non-target score histograms (first system)")
-    p.add_argument("--out", metavar="RESULTS.json", help="write metrics as JSON (and .md beside it)")
+    p.add_argument("-o", "--out", metavar="RESULTS.json", help="write metrics as JSON (and .md beside it)")
     p.add_argument("--bootstrap", type=int, default=DEFAULT_N_BOOTSTRAP, metavar="N", help="bootstrap rounds for the CI")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
     p.add_argument("--json", action="store_true", help="also print the metrics as JSON")

@@ -34,7 +34,7 @@ def add_train(sub) -> None:
                  "voxmetric train configs/sinctdnn_aam.yml --out exp/aam --set training.epochs=5\n"
                  "  voxmetric train configs/sinctdnn_aam.yml --out exp/aam --select-frontend-only")
     p.add_argument("config", metavar="CONFIG.yml", help="training configuration")
-    p.add_argument("--out", metavar="EXP_DIR", help="experiment folder (default exp/<config name>)")
+    p.add_argument("-o", "--out", metavar="EXP_DIR", help="experiment folder (default exp/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's checkpoints and logs in EXP_DIR")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -85,7 +85,7 @@ def add_compare(sub) -> None:
     p.add_argument("config", metavar="CONFIG.yml", help="training configuration shared by every loss")
     p.add_argument("--losses", help="comma-separated loss names (default: the six of the paper; with "
                                      "--reuse-runs: the earlier compare's)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default exp/<config name>-compare)")
+    p.add_argument("-o", "--out", metavar="DIR", help="output folder (default exp/<config name>-compare)")
     p.add_argument("--budget", metavar="N|Nmin",
                    help="training budget per run: a number of batches (default: the config's epochs), or minutes "
                         "with 'min' (e.g. 2min; then results depend on the machine's speed and load)")
@@ -139,7 +139,7 @@ def add_demo(sub) -> None:
                  "each, test them and print the comparison with intervals and significance tests; the same "
                  "machine prints the same table every time.",
                  "voxmetric demo --out demo")
-    p.add_argument("--out", default="demo", metavar="DIR", help="output folder (default ./demo)")
+    p.add_argument("-o", "--out", default="demo", metavar="DIR", help="output folder (default ./demo)")
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="training seeds per loss, at least 3 (default 3)")
     _add_quiet(p)
     p.set_defaults(func=_run_demo)
