@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from voxmetric.losses.distill import relational_distillation
+from voxmetric.losses.distill import relational_distillation, softmax_relational_distillation
 
 
 def test_value_by_hand_on_three_rows():
@@ -57,3 +57,41 @@ def test_batches_must_match():
         relational_distillation(torch.randn(4, 3), torch.randn(5, 3))
     with pytest.raises(ValueError, match=">= 2 rows"):
         relational_distillation(torch.randn(1, 3), torch.randn(1, 3))
+
+
+def test_softmax_relational_against_a_hand_computed_value():
+    # Student scores of row 0 with rows 1, 2: cos 0 and cos 1; teacher: cos 1 and cos 0.
+    student = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    teacher = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    tau = 0.5
+    # Row 0: q = softmax([0, 2]), p = softmax([2, 0]); row 1: S (0, 0) vs T (1, 0);
+    # row 2: S (1, 0) vs T (0, 0).
+    def kl(p_logits, q_logits):
+        p, q = torch.softmax(torch.tensor(p_logits), 0), torch.softmax(torch.tensor(q_logits), 0)
+        return float((p * (p.log() - q.log())).sum())
+    expected = (kl([2.0, 0.0], [0.0, 2.0]) + kl([2.0, 0.0], [0.0, 0.0]) + kl([0.0, 0.0], [2.0, 0.0])) / 3
+    assert float(softmax_relational_distillation(student, teacher, tau)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_softmax_relational_is_zero_for_the_teachers_scores_and_weighs_near_neighbours():
+    torch.manual_seed(3)
+    teacher = torch.randn(8, 5)
+    rotation, _ = torch.linalg.qr(torch.randn(5, 5))
+    assert float(softmax_relational_distillation(teacher @ rotation * 3.0, teacher)) == pytest.approx(0.0, abs=1e-6)
+    # Changing an impostor-like (far) score costs less than changing the nearest neighbour's.
+    base = torch.tensor([[1.0, 0.0, 0.0], [0.95, 0.31, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    near = base.clone(); near[1] = torch.tensor([0.6, 0.8, 0.0])  # row 0's nearest neighbour moves away
+    far = base.clone(); far[3] = torch.tensor([0.3, 0.0, 0.95])  # a far row moves about as much in cosine
+    assert (float(softmax_relational_distillation(near, base, 0.1))
+            > float(softmax_relational_distillation(far, base, 0.1)))
+
+
+def test_softmax_relational_checks_its_inputs_and_keeps_the_teacher_out_of_the_gradient():
+    with pytest.raises(ValueError, match=">= 3 rows"):
+        softmax_relational_distillation(torch.randn(2, 3), torch.randn(2, 3))
+    with pytest.raises(ValueError, match="temperature"):
+        softmax_relational_distillation(torch.randn(4, 3), torch.randn(4, 3), 0.0)
+    student = torch.randn(4, 3, requires_grad=True)
+    teacher = torch.randn(4, 3, requires_grad=True)
+    softmax_relational_distillation(student, teacher).backward()
+    assert student.grad is not None and teacher.grad is None

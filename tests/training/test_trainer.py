@@ -306,7 +306,7 @@ def test_distillation_adds_the_weighted_relational_loss_and_keeps_the_teacher_ou
 
 def test_distillation_alone_trains_the_network_on_the_teacher_and_never_the_head(tmp_path, tiny_corpus, capsys):
     from voxmetric.losses import build_loss
-    from voxmetric.losses.distill import relational_distillation
+    from voxmetric.losses.distill import relational_distillation, softmax_relational_distillation
     from voxmetric.training.setup import TrainStep
 
     torch.manual_seed(0)
@@ -324,6 +324,12 @@ def test_distillation_alone_trains_the_network_on_the_teacher_and_never_the_head
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
     with pytest.raises(ValueError, match="needs a teacher"):
         TrainStep(student, head, None, label_loss=False)
+    softmax_step = TrainStep(student, head, teacher, distill_weight=3.0, label_loss=False, distill_kind="softmax",
+                             temperature=0.2)
+    loss, embeddings = softmax_step(waveforms, labels)
+    with torch.no_grad():
+        expected = 3.0 * softmax_relational_distillation(embeddings, teacher(waveforms), 0.2)
+    torch.testing.assert_close(loss.detach(), expected)
 
     # A run: the network moves, the head stays where it started, the log says what trains it.
     teacher_run = train(load_config(_config(tmp_path / "t", tiny_corpus, epochs=1), ["validation.trials=null"]),
@@ -343,6 +349,10 @@ def test_distillation_alone_trains_the_network_on_the_teacher_and_never_the_head
         load_config(path, ["distill.label_loss=false"])
     with pytest.raises(ConfigError, match=r"training\.freeze_network_batches"):
         load_config(path, settings + ["training.freeze_network_batches=2"])
+    with pytest.raises(ConfigError, match=r"distill\.kind must be one of relational, softmax, got 'kl'"):
+        load_config(path, settings + ["distill.kind=kl"])
+    with pytest.raises(ConfigError, match=r"distill\.temperature must be positive"):
+        load_config(path, settings + ["distill.kind=softmax", "distill.temperature=0"])
 
 
 def test_speed_perturbation_trains_one_class_per_speaker_and_factor(tmp_path, tiny_corpus, capsys):

@@ -230,12 +230,18 @@ class DistillConfig:
     against the teacher's) is added to the training loss. The teacher is not saved in
     checkpoints; ``--resume`` needs the same teacher and weight.
 
+    ``kind``: ``relational`` (the mean squared difference of all the batch's cosine scores) or
+    ``softmax`` (the KL divergence between the teacher's and the student's softmax over each
+    chunk's scores at ``temperature``: each chunk's nearest neighbours count most).
+
     ``label_loss``: false trains on the teacher's scores alone (no ``loss:`` term; the labels
     still shape the speakers x chunks batches, and the loss head is built but never trained).
     """
 
     teacher: str | None = None
     weight: float = 1.0
+    kind: str = "relational"
+    temperature: float = 0.1
     label_loss: bool = True
 
 
@@ -334,6 +340,12 @@ def _check_values(config: Config) -> None:
     if not config.distill.weight > 0:
         raise ConfigError(f"distill.weight must be positive, got {config.distill.weight!r} "
                           f"(to train without a teacher, set distill.teacher to null)")
+    from ..losses.distill import DISTILL_KINDS
+
+    if config.distill.kind not in DISTILL_KINDS:
+        raise ConfigError(f"distill.kind must be one of {', '.join(DISTILL_KINDS)}, got {config.distill.kind!r}")
+    if not config.distill.temperature > 0:
+        raise ConfigError(f"distill.temperature must be positive, got {config.distill.temperature!r}")
     if not config.distill.label_loss:
         if not config.distill.teacher:
             raise ConfigError("distill.label_loss is false but distill.teacher is not set: without a teacher "

@@ -4,6 +4,7 @@ validation that picks the best checkpoint (through the one front-end)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 from torch import nn
@@ -11,7 +12,7 @@ from torch import nn
 from ..checks import parse_device
 from ..data.splits import split_speakers
 from ..errors import ConfigError
-from ..losses.distill import relational_distillation
+from ..losses.distill import relational_distillation, softmax_relational_distillation
 from . import distributed
 from .config import Config
 
@@ -23,13 +24,16 @@ class TrainStep(nn.Module):
     times :func:`~voxmetric.losses.distill.relational_distillation` of the network's and the
     teacher's embeddings of the same chunks. The teacher is held outside the module tree: not
     trained, not in ``state_dict()`` (nor checkpoints), not seen by DDP or the optimiser,
-    always in eval mode; moves and dtype casts of the step reach it. With ``label_loss=False``
+    always in eval mode; moves and dtype casts of the step reach it. ``distill_kind``
+    ``"softmax"`` uses :func:`~voxmetric.losses.distill.softmax_relational_distillation` at
+    ``temperature`` instead. With ``label_loss=False``
     the distillation term is the whole loss: the loss head gets no gradient and the labels
     only shape the batches.
     """
 
     def __init__(self, model: nn.Module, loss: nn.Module, teacher: nn.Module | None = None,
-                 distill_weight: float = 1.0, label_loss: bool = True):
+                 distill_weight: float = 1.0, label_loss: bool = True, distill_kind: str = "relational",
+                 temperature: float = 0.1):
         super().__init__()
         if teacher is None and not label_loss:
             raise ValueError("TrainStep without the label loss needs a teacher")
@@ -38,6 +42,12 @@ class TrainStep(nn.Module):
         object.__setattr__(self, "teacher", teacher)  # not a submodule: see the docstring
         self.distill_weight = distill_weight
         self.label_loss = label_loss
+        if distill_kind == "relational":
+            self.distill = relational_distillation
+        elif distill_kind == "softmax":
+            self.distill = functools.partial(softmax_relational_distillation, temperature=temperature)
+        else:
+            raise ValueError(f"unknown distillation kind {distill_kind!r}")
 
     def _apply(self, fn, recurse=True):
         if self.teacher is not None:
@@ -50,7 +60,7 @@ class TrainStep(nn.Module):
         if self.teacher is not None:
             with torch.no_grad():
                 targets = self.teacher(waveforms)
-            loss = loss + self.distill_weight * relational_distillation(embeddings, targets)
+            loss = loss + self.distill_weight * self.distill(embeddings, targets)
         return loss, embeddings
 
 
@@ -188,7 +198,9 @@ def describe_run(config: Config, corpus, resumed_at=None) -> list[str]:
                 if config.data.speed_perturb else ""),
              f"initialised from {config.init_from}" if config.init_from else "initialised from scratch (random weights)"]
     if config.distill.teacher:
-        lines.append(f"distilling from {config.distill.teacher} (relational, weight {config.distill.weight:g}"
+        kind = ("relational" if config.distill.kind == "relational"
+                else f"softmax relational at temperature {config.distill.temperature:g}")
+        lines.append(f"distilling from {config.distill.teacher} ({kind}, weight {config.distill.weight:g}"
                      + ("" if config.distill.label_loss else f"; no {config.loss.name} loss: the teacher alone")
                      + ")")
     frozen, scale = config.training.freeze_network_batches, config.optimizer.network_lr_scale

@@ -92,8 +92,8 @@ class Trainer:
         self.corpus = build_corpus(config)
         self.speakers = class_labels(config, self.corpus)
         model, loss = build_model_and_loss(config, len(self.speakers))
-        self.step = TrainStep(model, loss, build_teacher(config), config.distill.weight,
-                             config.distill.label_loss).to(self.device)
+        self.step = TrainStep(model, loss, build_teacher(config), config.distill.weight, config.distill.label_loss,
+                              config.distill.kind, config.distill.temperature).to(self.device)
         self.optimizer = build_optimizer(config, model, loss)
         self.scheduler = build_scheduler(config, self.optimizer)
         self.freeze = NetworkFreeze(model, loss, config.training.freeze_network_batches, config.loss.name)
