@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from voxmetric.losses.distill import relational_distillation, softmax_relational_distillation
+from voxmetric.losses.distill import embedding_distillation, relational_distillation, softmax_relational_distillation
 
 
 def test_value_by_hand_on_three_rows():
@@ -94,4 +94,28 @@ def test_softmax_relational_checks_its_inputs_and_keeps_the_teacher_out_of_the_g
     student = torch.randn(4, 3, requires_grad=True)
     teacher = torch.randn(4, 3, requires_grad=True)
     softmax_relational_distillation(student, teacher).backward()
+    assert student.grad is not None and teacher.grad is None
+
+
+def test_embedding_distillation_against_hand_computed_values():
+    student = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 5.0]])
+    teacher = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    expected = (0.0 + (1.0 - 1.0 / math.sqrt(27.0))) / 2
+    assert float(embedding_distillation(student, teacher)) == pytest.approx(expected, abs=1e-6)
+    # Zero when the student is the padded teacher at any scale; pairwise cosines then match.
+    torch.manual_seed(4)
+    teacher = torch.randn(6, 4)
+    student = torch.nn.functional.pad(teacher, (0, 2)) * 5.0
+    assert float(embedding_distillation(student, teacher)) == pytest.approx(0.0, abs=1e-6)
+    assert float(relational_distillation(student, teacher)) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_embedding_distillation_checks_sizes_and_keeps_the_teacher_out_of_the_gradient():
+    with pytest.raises(ValueError, match="at least as large as the teacher's, got 3 < 4"):
+        embedding_distillation(torch.randn(2, 3), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="same B"):
+        embedding_distillation(torch.randn(2, 3), torch.randn(3, 3))
+    student = torch.randn(4, 5, requires_grad=True)
+    teacher = torch.randn(4, 3, requires_grad=True)
+    embedding_distillation(student, teacher).backward()
     assert student.grad is not None and teacher.grad is None

@@ -306,7 +306,8 @@ def test_distillation_adds_the_weighted_relational_loss_and_keeps_the_teacher_ou
 
 def test_distillation_alone_trains_the_network_on_the_teacher_and_never_the_head(tmp_path, tiny_corpus, capsys):
     from voxmetric.losses import build_loss
-    from voxmetric.losses.distill import relational_distillation, softmax_relational_distillation
+    from voxmetric.losses.distill import (embedding_distillation, relational_distillation,
+                                          softmax_relational_distillation)
     from voxmetric.training.setup import TrainStep
 
     torch.manual_seed(0)
@@ -330,6 +331,13 @@ def test_distillation_alone_trains_the_network_on_the_teacher_and_never_the_head
     with torch.no_grad():
         expected = 3.0 * softmax_relational_distillation(embeddings, teacher(waveforms), 0.2)
     torch.testing.assert_close(loss.detach(), expected)
+    loss, embeddings = TrainStep(student, head, teacher, label_loss=False, distill_kind="embedding")(waveforms, labels)
+    with torch.no_grad():
+        expected = embedding_distillation(embeddings, teacher(waveforms))
+    torch.testing.assert_close(loss.detach(), expected)
+    wide_teacher = build_model(TINY_MODEL["name"], **{**TINY_MODEL["params"], "embedding_dim": 24})
+    with pytest.raises(ConfigError, match="embedding_dim is 16, the teacher's 24"):
+        TrainStep(student, head, wide_teacher, label_loss=False, distill_kind="embedding")
 
     # A run: the network moves, the head stays where it started, the log says what trains it.
     teacher_run = train(load_config(_config(tmp_path / "t", tiny_corpus, epochs=1), ["validation.trials=null"]),
@@ -349,7 +357,7 @@ def test_distillation_alone_trains_the_network_on_the_teacher_and_never_the_head
         load_config(path, ["distill.label_loss=false"])
     with pytest.raises(ConfigError, match=r"training\.freeze_network_batches"):
         load_config(path, settings + ["training.freeze_network_batches=2"])
-    with pytest.raises(ConfigError, match=r"distill\.kind must be one of relational, softmax, got 'kl'"):
+    with pytest.raises(ConfigError, match=r"distill\.kind must be one of relational, softmax, embedding, got 'kl'"):
         load_config(path, settings + ["distill.kind=kl"])
     with pytest.raises(ConfigError, match=r"distill\.temperature must be positive"):
         load_config(path, settings + ["distill.kind=softmax", "distill.temperature=0"])

@@ -25,6 +25,12 @@ and a small temperature ``tau`` puts the weight on each chunk's closest chunks (
 same-speaker chunk and the hardest impostors): the pairs a threshold has to separate
 (as in similarity-based distillation of contrastive representations, e.g. SEED, Fang et
 al. 2021, which uses a queue where this uses the batch).
+
+:func:`embedding_distillation` copies the coordinates instead: ``mean over i of
+1 - cos(s_i, pad(t_i))``, the teacher's embedding zero-padded to the student's size (padding
+keeps every cosine between teacher embeddings, so a student at 0 loss scores every pair,
+seen or unseen, as the teacher does). Each chunk gets a whole target vector rather than a
+row of scores (embedding-level distillation of speaker embeddings, Wang et al. 2019).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from torch import Tensor
 
 from .distances import pairwise_distances
 
-DISTILL_KINDS = ("relational", "softmax")
+DISTILL_KINDS = ("relational", "softmax", "embedding")
 
 
 def relational_distillation(student: Tensor, teacher: Tensor) -> Tensor:
@@ -76,3 +82,22 @@ def softmax_relational_distillation(student: Tensor, teacher: Tensor, temperatur
               for x in (student.float(), teacher.detach().float())]
     log_q, log_p = (torch.log_softmax(x, dim=1) for x in scores)
     return (log_p.exp() * (log_p - log_q)).sum(dim=1).mean()
+
+
+def embedding_distillation(student: Tensor, teacher: Tensor) -> Tensor:
+    """Mean of ``1 - cos(student_i, teacher_i)`` with ``teacher`` ``(B, Dt)`` zero-padded to the
+    student's ``(B, Ds)``, ``Ds >= Dt`` (module docstring); the teacher gets no gradient.
+
+    >>> s = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 5.0]])
+    >>> t = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    >>> round(float(embedding_distillation(s, t)), 6)  # (0 + (1 - 1 / sqrt(27))) / 2
+    0.403775
+    """
+    if student.shape[0] != teacher.shape[0] or student.ndim != 2 or teacher.ndim != 2:
+        raise ValueError(f"embedding_distillation needs two (B, D) batches of the same B, got "
+                         f"{tuple(student.shape)} and {tuple(teacher.shape)}")
+    if student.shape[1] < teacher.shape[1]:
+        raise ValueError(f"embedding_distillation needs a student embedding at least as large as the teacher's, "
+                         f"got {student.shape[1]} < {teacher.shape[1]}")
+    target = torch.nn.functional.pad(teacher.detach().float(), (0, student.shape[1] - teacher.shape[1]))
+    return (1.0 - torch.nn.functional.cosine_similarity(student.float(), target, dim=1)).mean()

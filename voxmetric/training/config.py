@@ -232,7 +232,9 @@ class DistillConfig:
 
     ``kind``: ``relational`` (the mean squared difference of all the batch's cosine scores) or
     ``softmax`` (the KL divergence between the teacher's and the student's softmax over each
-    chunk's scores at ``temperature``: each chunk's nearest neighbours count most).
+    chunk's scores at ``temperature``: each chunk's nearest neighbours count most) or
+    ``embedding`` (1 - the cosine between each chunk's student embedding and its teacher
+    embedding, zero-padded: the student's embedding must be at least as large as the teacher's).
 
     ``label_loss``: false trains on the teacher's scores alone (no ``loss:`` term; the labels
     still shape the speakers x chunks batches, and the loss head is built but never trained).

@@ -12,7 +12,7 @@ from torch import nn
 from ..checks import parse_device
 from ..data.splits import split_speakers
 from ..errors import ConfigError
-from ..losses.distill import relational_distillation, softmax_relational_distillation
+from ..losses.distill import embedding_distillation, relational_distillation, softmax_relational_distillation
 from . import distributed
 from .config import Config
 
@@ -26,7 +26,8 @@ class TrainStep(nn.Module):
     trained, not in ``state_dict()`` (nor checkpoints), not seen by DDP or the optimiser,
     always in eval mode; moves and dtype casts of the step reach it. ``distill_kind``
     ``"softmax"`` uses :func:`~voxmetric.losses.distill.softmax_relational_distillation` at
-    ``temperature`` instead. With ``label_loss=False``
+    ``temperature`` instead, ``"embedding"`` :func:`~voxmetric.losses.distill.embedding_distillation`.
+    With ``label_loss=False``
     the distillation term is the whole loss: the loss head gets no gradient and the labels
     only shape the batches.
     """
@@ -46,6 +47,12 @@ class TrainStep(nn.Module):
             self.distill = relational_distillation
         elif distill_kind == "softmax":
             self.distill = functools.partial(softmax_relational_distillation, temperature=temperature)
+        elif distill_kind == "embedding":
+            sizes = (getattr(model, "embedding_dim", None), getattr(teacher, "embedding_dim", None))
+            if None not in sizes and sizes[0] < sizes[1]:
+                raise ConfigError(f"distill.kind embedding needs a student embedding at least as large as the "
+                                  f"teacher's: model.params.embedding_dim is {sizes[0]}, the teacher's {sizes[1]}")
+            self.distill = embedding_distillation
         else:
             raise ValueError(f"unknown distillation kind {distill_kind!r}")
 
@@ -198,8 +205,8 @@ def describe_run(config: Config, corpus, resumed_at=None) -> list[str]:
                 if config.data.speed_perturb else ""),
              f"initialised from {config.init_from}" if config.init_from else "initialised from scratch (random weights)"]
     if config.distill.teacher:
-        kind = ("relational" if config.distill.kind == "relational"
-                else f"softmax relational at temperature {config.distill.temperature:g}")
+        kind = {"relational": "relational", "embedding": "embedding cosine",
+                "softmax": f"softmax relational at temperature {config.distill.temperature:g}"}[config.distill.kind]
         lines.append(f"distilling from {config.distill.teacher} ({kind}, weight {config.distill.weight:g}"
                      + ("" if config.distill.label_loss else f"; no {config.loss.name} loss: the teacher alone")
                      + ")")
