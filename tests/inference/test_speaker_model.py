@@ -164,6 +164,17 @@ def test_unknown_name_lists_the_bundled_models():
 # --- load_model and SpeakerModel ----------------------------------------------------------
 
 
+def test_weights_file_without_threshold_or_calibration_loads_without_them(tiny_weights, tmp_path):
+    from voxmetric.inference.weights import write_weights
+
+    state, metadata = read_weights(tiny_weights)
+    bare = {key: value for key, value in metadata.items() if key not in ("threshold", "calibration")}
+    bare["embedding"] = metadata["embedding"].to_dict()
+    write_weights(tmp_path / "bare.safetensors", state, bare)
+    model = load_model(tmp_path / "bare.safetensors")
+    assert model.threshold is None and model.calibration is None and model.embedding_dim == 16
+
+
 def test_weights_file_and_checkpoint_load_the_same_network(tiny_weights, tmp_path):
     from_file = load_model(tiny_weights)
     from_checkpoint = load_model(make_checkpoint(tmp_path / "c.pt"))

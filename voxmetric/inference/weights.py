@@ -147,6 +147,7 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         threshold = metadata.get("threshold")
         if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
             raise ValueError(f"threshold must be a number or null, got {threshold!r}")
+        metadata["threshold"] = threshold  # absent: none, as null
         metadata["embedding"] = FrontendSettings.from_dict(metadata.get("embedding", {}))
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: bad metadata ({error})") from None
