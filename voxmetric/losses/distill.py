@@ -35,12 +35,18 @@ row of scores (embedding-level distillation of speaker embeddings, Wang et al. 2
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
 from .distances import pairwise_distances
 
-DISTILL_KINDS = ("relational", "softmax", "embedding")
+def _off_diagonal_cosines(embeddings: Tensor) -> Tensor:
+    """``(B, B - 1)``: row ``i`` holds the cosines of chunk ``i`` with every other chunk, in order."""
+    size = embeddings.shape[0]
+    off_diagonal = ~torch.eye(size, dtype=torch.bool, device=embeddings.device)
+    return (1.0 - pairwise_distances(embeddings.float(), "cosine"))[off_diagonal].view(size, size - 1)
 
 
 def relational_distillation(student: Tensor, teacher: Tensor) -> Tensor:
@@ -55,11 +61,7 @@ def relational_distillation(student: Tensor, teacher: Tensor) -> Tensor:
     if student.shape[0] != teacher.shape[0] or student.shape[0] < 2:
         raise ValueError(f"relational_distillation needs the same batch of >= 2 rows, got "
                          f"{tuple(student.shape)} and {tuple(teacher.shape)}")
-    # (1 - S) - (1 - T): the same squares as S - T.
-    difference = (pairwise_distances(student.float(), "cosine")
-                  - pairwise_distances(teacher.detach().float(), "cosine"))
-    off_diagonal = ~torch.eye(student.shape[0], dtype=torch.bool, device=student.device)
-    return difference[off_diagonal].pow(2).mean()
+    return (_off_diagonal_cosines(student) - _off_diagonal_cosines(teacher.detach())).pow(2).mean()
 
 
 def softmax_relational_distillation(student: Tensor, teacher: Tensor, temperature: float = 0.1) -> Tensor:
@@ -76,11 +78,8 @@ def softmax_relational_distillation(student: Tensor, teacher: Tensor, temperatur
                          f"{tuple(student.shape)} and {tuple(teacher.shape)}")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")
-    size = student.shape[0]
-    off_diagonal = ~torch.eye(size, dtype=torch.bool, device=student.device)
-    scores = [(1.0 - pairwise_distances(x, "cosine"))[off_diagonal].view(size, size - 1) / temperature
-              for x in (student.float(), teacher.detach().float())]
-    log_q, log_p = (torch.log_softmax(x, dim=1) for x in scores)
+    log_q, log_p = (torch.log_softmax(_off_diagonal_cosines(x) / temperature, dim=1)
+                    for x in (student, teacher.detach()))
     return (log_p.exp() * (log_p - log_q)).sum(dim=1).mean()
 
 
@@ -101,3 +100,17 @@ def embedding_distillation(student: Tensor, teacher: Tensor) -> Tensor:
                          f"got {student.shape[1]} < {teacher.shape[1]}")
     target = torch.nn.functional.pad(teacher.detach().float(), (0, student.shape[1] - teacher.shape[1]))
     return (1.0 - torch.nn.functional.cosine_similarity(student.float(), target, dim=1)).mean()
+
+
+DISTILLATIONS = {"relational": relational_distillation, "softmax": softmax_relational_distillation,
+                 "embedding": embedding_distillation}
+"""The losses of ``distill.kind``, by name."""
+
+
+def distillation(kind: str, temperature: float = 0.1):
+    """The loss ``(student, teacher) -> scalar`` of ``distill.kind`` (``temperature``: softmax only)."""
+    if kind not in DISTILLATIONS:
+        raise ValueError(f"unknown distillation kind {kind!r} (one of {', '.join(DISTILLATIONS)})")
+    if kind == "softmax":
+        return functools.partial(softmax_relational_distillation, temperature=temperature)
+    return DISTILLATIONS[kind]

@@ -342,10 +342,10 @@ def _check_values(config: Config) -> None:
     if not config.distill.weight > 0:
         raise ConfigError(f"distill.weight must be positive, got {config.distill.weight!r} "
                           f"(to train without a teacher, set distill.teacher to null)")
-    from ..losses.distill import DISTILL_KINDS
+    from ..losses.distill import DISTILLATIONS
 
-    if config.distill.kind not in DISTILL_KINDS:
-        raise ConfigError(f"distill.kind must be one of {', '.join(DISTILL_KINDS)}, got {config.distill.kind!r}")
+    if config.distill.kind not in DISTILLATIONS:
+        raise ConfigError(f"distill.kind must be one of {', '.join(DISTILLATIONS)}, got {config.distill.kind!r}")
     if not config.distill.temperature > 0:
         raise ConfigError(f"distill.temperature must be positive, got {config.distill.temperature!r}")
     if not config.distill.label_loss:

@@ -4,7 +4,6 @@ validation that picks the best checkpoint (through the one front-end)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import torch
 from torch import nn
@@ -12,7 +11,7 @@ from torch import nn
 from ..checks import parse_device
 from ..data.splits import split_speakers
 from ..errors import ConfigError
-from ..losses.distill import embedding_distillation, relational_distillation, softmax_relational_distillation
+from ..losses.distill import distillation
 from . import distributed
 from .config import Config
 
@@ -24,12 +23,10 @@ class TrainStep(nn.Module):
     times :func:`~voxmetric.losses.distill.relational_distillation` of the network's and the
     teacher's embeddings of the same chunks. The teacher is held outside the module tree: not
     trained, not in ``state_dict()`` (nor checkpoints), not seen by DDP or the optimiser,
-    always in eval mode; moves and dtype casts of the step reach it. ``distill_kind``
-    ``"softmax"`` uses :func:`~voxmetric.losses.distill.softmax_relational_distillation` at
-    ``temperature`` instead, ``"embedding"`` :func:`~voxmetric.losses.distill.embedding_distillation`.
-    With ``label_loss=False``
-    the distillation term is the whole loss: the loss head gets no gradient and the labels
-    only shape the batches.
+    always in eval mode; moves and dtype casts of the step reach it. ``distill_kind`` and
+    ``temperature`` choose another distillation loss (:func:`voxmetric.losses.distill.distillation`).
+    With ``label_loss=False`` the distillation term is the whole loss: the loss head gets no
+    gradient and the labels only shape the batches.
     """
 
     def __init__(self, model: nn.Module, loss: nn.Module, teacher: nn.Module | None = None,
@@ -43,18 +40,11 @@ class TrainStep(nn.Module):
         object.__setattr__(self, "teacher", teacher)  # not a submodule: see the docstring
         self.distill_weight = distill_weight
         self.label_loss = label_loss
-        if distill_kind == "relational":
-            self.distill = relational_distillation
-        elif distill_kind == "softmax":
-            self.distill = functools.partial(softmax_relational_distillation, temperature=temperature)
-        elif distill_kind == "embedding":
-            sizes = (getattr(model, "embedding_dim", None), getattr(teacher, "embedding_dim", None))
-            if None not in sizes and sizes[0] < sizes[1]:
-                raise ConfigError(f"distill.kind embedding needs a student embedding at least as large as the "
-                                  f"teacher's: model.params.embedding_dim is {sizes[0]}, the teacher's {sizes[1]}")
-            self.distill = embedding_distillation
-        else:
-            raise ValueError(f"unknown distillation kind {distill_kind!r}")
+        self.distill = distillation(distill_kind, temperature)
+        sizes = (getattr(model, "embedding_dim", None), getattr(teacher, "embedding_dim", None))
+        if distill_kind == "embedding" and None not in sizes and sizes[0] < sizes[1]:
+            raise ConfigError(f"distill.kind embedding needs a student embedding at least as large as the "
+                              f"teacher's: model.params.embedding_dim is {sizes[0]}, the teacher's {sizes[1]}")
 
     def _apply(self, fn, recurse=True):
         if self.teacher is not None:
