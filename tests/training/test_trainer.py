@@ -240,6 +240,37 @@ def test_data_split_keeps_the_training_speakers_of_the_built_in_corpus(tmp_path)
         build_corpus(config)
 
 
+def test_pooled_corpora_with_colliding_names(tmp_path, tiny_corpus):
+    """Two corpora whose file ids collide are refused naming both; a speaker name in two folders is noted."""
+    import shutil
+
+    from voxmetric.errors import CorpusError
+    from voxmetric.training.config import config_from_dict
+    from voxmetric.training.setup import describe_run
+    from voxmetric.training.trainer import build_corpus
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_corpus / "train", first)
+    shutil.copytree(tiny_corpus / "train", second)
+    data = {"format": "folders", "speakers_per_batch": 2, "min_speaker_duration_s": 0.0}
+    config = config_from_dict({"data": {**data, "corpus": [str(first), str(second)]}})
+    with pytest.raises(CorpusError, match=f"'spk0/.*' is in both {first} and {second}"):
+        build_corpus(config)
+
+    # The same speaker name with other files: one speaker, and the run says so.
+    for wav in sorted((second / "spk0").iterdir()):
+        wav.rename(wav.with_name("other-" + wav.name))
+    for other in ("spk1", "spk2", "spk3"):
+        shutil.rmtree(second / other)
+    config = config_from_dict({"data": {**data, "corpus": [str(first), str(second)]}})
+    corpus = build_corpus(config)
+    assert len(corpus.speakers) == len(build_corpus(config_from_dict({"data": {**data, "corpus": str(first)}})).speakers)
+    note = [line for line in describe_run(config, corpus) if line.startswith("note:")]
+    assert len(note) == 1 and "1 speaker name(s)" in note[0] and f"'spk0' in {first} and {second}" in note[0]
+    single = config_from_dict({"data": {**data, "corpus": str(first)}})
+    assert not [line for line in describe_run(single, build_corpus(single)) if line.startswith("note:")]
+
+
 def test_kaldi_trials_of_utterance_ids_evaluate(tmp_path, tiny_corpus):
     from voxmetric.data.kaldi import write_kaldi_dir
     from voxmetric.data.readers import read_voxceleb

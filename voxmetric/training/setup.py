@@ -4,13 +4,14 @@ validation that picks the best checkpoint (through the one front-end)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..checks import parse_device
 from ..data.splits import split_speakers
-from ..errors import ConfigError
+from ..errors import ConfigError, CorpusError
 from ..losses.distill import distillation
 from . import distributed
 from .config import Config
@@ -81,6 +82,42 @@ def resolve_device(name: str) -> torch.device:
     return parse_device(name, "training.device")
 
 
+def pool_corpora(parts, roots):
+    """Several corpora read as one training corpus.
+
+    An utterance id found in two of them is a :class:`CorpusError` naming both folders (two
+    copies of one corpus, or two built-in corpora made with different seeds, whose names
+    collide); a speaker name found in several is one speaker (:func:`shared_speakers` lists them).
+    """
+    from ..data.corpus import Corpus
+
+    first_root: dict[str, str] = {}
+    for root, part in zip(roots, parts):
+        for utterance in part:
+            if utterance.uid in first_root:
+                raise CorpusError(
+                    f"utterance id '{utterance.uid}' is in both {first_root[utterance.uid]} and {root}: "
+                    "data.corpus lists the same corpus twice, or corpora whose speaker and file names "
+                    "collide (rename one's speaker folders)"
+                )
+            first_root[utterance.uid] = root
+    return Corpus([u for part in parts for u in part], root=roots[0])
+
+
+def shared_speakers(corpus, roots) -> dict[str, list[str]]:
+    """Speaker names whose utterances come from more than one of ``roots``, with those roots."""
+    where: dict[str, set[str]] = {}
+    # Absolute, not resolved: a reader builds each path under its root, links included.
+    resolved = [(root, Path(root).absolute()) for root in roots]
+    for utterance in corpus:
+        path = Path(utterance.path).absolute()
+        for root, absolute in resolved:
+            if path.is_relative_to(absolute):
+                where.setdefault(utterance.speaker, set()).add(root)
+                break
+    return {speaker: [r for r in roots if r in found] for speaker, found in sorted(where.items()) if len(found) > 1}
+
+
 def build_corpus(config: Config):
     """The training corpus: ``data.corpus`` (one folder or several, pooled), speakers
     with less than ``data.min_speaker_duration_s`` of audio left out."""
@@ -93,7 +130,7 @@ def build_corpus(config: Config):
     parts = [read_corpus(root, config.data.format, strict=config.data.strict) for root in roots]
     if config.data.split:
         parts = [part.subset(split_speakers(root, config.data.split)) for root, part in zip(roots, parts)]
-    corpus = parts[0] if len(parts) == 1 else Corpus([u for part in parts for u in part], root=roots[0])
+    corpus = parts[0] if len(parts) == 1 else pool_corpora(parts, roots)
     if config.data.num_speakers is not None:
         corpus = corpus.subset(nested_speakers(corpus.speakers, config.data.num_speakers))
     kept = corpus.with_min_duration(config.data.min_speaker_duration_s)
@@ -194,6 +231,13 @@ def describe_run(config: Config, corpus, resumed_at=None) -> list[str]:
                 f"{len(class_labels(config, corpus))} classes"
                 if config.data.speed_perturb else ""),
              f"initialised from {config.init_from}" if config.init_from else "initialised from scratch (random weights)"]
+    if len(roots) > 1:
+        shared = shared_speakers(corpus, roots)
+        if shared:
+            name, where = next(iter(shared.items()))
+            lines.append(f"note: {len(shared)} speaker name(s) are in more than one corpus folder (e.g. '{name}' in "
+                         f"{' and '.join(where)}); each is trained as one speaker: rename one folder's speakers "
+                         "if they are different people")
     if config.distill.teacher:
         kind = {"relational": "relational", "embedding": "embedding cosine",
                 "softmax": f"softmax relational at temperature {config.distill.temperature:g}"}[config.distill.kind]
