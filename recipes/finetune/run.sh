@@ -3,7 +3,7 @@
 # measure EER before and after on ../shared/data/real and its degraded copy. README.md beside
 # this file. Not run in CI.
 #
-#   recipes/finetune/run.sh ecapa-aam             # full: 600 batches, then before/after figures
+#   recipes/finetune/run.sh ecapa-aam             # full: up to 300 batches, then before/after figures
 #   recipes/finetune/run.sh sinctdnn-aam
 #   SMOKE=1 QUIET=1 recipes/finetune/run.sh ecapa-aam  # every step in minutes: 3 batches, tiny sets
 #   recipes/finetune/run.sh ecapa-aam --set training.epochs=3   # further arguments go to `voxmetric train`
