@@ -194,3 +194,67 @@ def test_sigterm_to_the_process_group_with_loader_workers_saves_cleanly(tmp_path
     assert process.returncode == 128 + signal.SIGTERM, err  # 143: saved, but the run did not finish
     assert "interrupted, checkpoint saved" in out
     assert 0 < load_checkpoint(exp / "checkpoints" / "last.pt")["batches_done"] < 150
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"hello\n", "not a voxmetric checkpoint or weights file (not a PyTorch file)"),
+    (b"abc", "not a voxmetric checkpoint or weights file"),
+    (bytes(range(256)) * 40, "not a voxmetric checkpoint or weights file"),
+    (b"\x80\x02" + bytes(range(256)) * 4, "unreadable or corrupt checkpoint"),
+])
+def test_junk_model_files_are_one_clear_line(tmp_path, content, message):
+    """Junk given as a model is named as such; torch's advice to load with weights_only=False is never passed on."""
+    path = tmp_path / "junk.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    text = str(caught.value)
+    assert text.startswith(f"{path}: ") and message in text
+    assert "weights_only" not in text and "\n" not in text
+
+
+def test_a_torchscript_export_given_as_a_checkpoint_is_named(tmp_path):
+    path = tmp_path / "script.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    with pytest.raises(CheckpointError, match=r"a TorchScript program .* give the model's \.safetensors file") as caught:
+        load_checkpoint(path)
+    assert "weights_only" not in str(caught.value)
+
+
+def test_unwritable_outputs_are_one_clear_line(tmp_path):
+    from voxmetric.errors import WriteError
+    from voxmetric.fileio import atomic_open, check_writable
+
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("x")
+    for path, reason in ((a_file / "out.json", f"{a_file} is a file, not a folder"),
+                         (a_file / "deeper" / "out.json", f"{a_file} is a file, not a folder")):
+        with pytest.raises(WriteError, match=f"{path}: cannot write \\({reason}\\)"):
+            check_writable(path)
+        with pytest.raises(WriteError):
+            with atomic_open(path) as f:
+                f.write("never")
+    with pytest.raises(WriteError, match="is a directory"):
+        check_writable(tmp_path)
+    check_writable(tmp_path / "new" / "folder" / "out.json")  # creatable: fine, nothing made yet
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from voxmetric.errors import WriteError
+    from voxmetric.fileio import atomic_open
+
+    out = tmp_path / "out.txt"
+    out.write_text("old")
+
+    def full_disk(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(WriteError, match=rf"{out}: cannot write \(No space left on device\)"):
+        with atomic_open(out) as f:
+            f.write("new")
+    assert out.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]

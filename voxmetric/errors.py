@@ -63,6 +63,14 @@ class NoSpeechError(VoxmetricError):
     """A recording holds no speech (silence, steady noise or hum): there is nothing to verify."""
 
 
+class WriteError(VoxmetricError):
+    """An output file cannot be written; ``reason`` is the system's word for why."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: cannot write ({reason})")
+        self.path, self.reason = path, reason
+
+
 class ExportError(VoxmetricError):
     """A model cannot be exported in the asked format, or the export does not match PyTorch."""
 

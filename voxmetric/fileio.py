@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 
-from .errors import VoxmetricError
+from .errors import WriteError
 
 
 @contextlib.contextmanager
@@ -19,14 +19,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     file is removed and ``path`` is left as it was.
     """
     path = os.fspath(path)
-    if os.path.isdir(path) or path.endswith(os.sep):
-        raise VoxmetricError(f"{path}: is a directory; give a file name to write")
+    check_writable(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     base = os.path.basename(path)
     suffix = "".join(os.path.splitext(base)[1:])
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.tmp-", suffix=suffix)
-    os.close(fd)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.tmp-", suffix=suffix)
+        os.close(fd)
+    except OSError as error:
+        raise _cannot_write(path, error) from None
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -36,9 +38,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as error:  # the disk filled up, the folder went read-only, ...
+        raise _cannot_write(path, error) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _cannot_write(path: str, error: OSError) -> WriteError:
+    return WriteError(path, error.strerror or str(error))
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise :class:`WriteError` now if ``path`` could not be written later: it is a
+    folder, or its nearest existing ancestor is a file or a folder this process cannot write
+    into. Commands call it before long work, so a bad ``--out`` fails in a second, not after it.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path) or path.endswith(os.sep):
+        raise WriteError(path, "it is a directory; give a file name to write")
+    ancestor = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(ancestor) and os.path.dirname(ancestor) != ancestor:
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise WriteError(path, f"{ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise WriteError(path, f"no permission to write in {ancestor}")
 
 
 @contextlib.contextmanager

@@ -63,8 +63,10 @@ def add_export(sub) -> None:
 
     p = _command(sub, "export", "export a model to ONNX, TorchScript or a voxmetric weights file",
                  "ONNX / TorchScript: the inference network (batch, samples) -> (batch, embedding_dim), "
-                 "variable length, checked against PyTorch after writing (windows, level normalisation and "
-                 "calibration are not included). safetensors: a voxmetric weights file with the front-end "
+                 "any length from the network's minimum (printed), checked against PyTorch after writing; "
+                 "level normalisation is in the graph where the network allows it, and what a runtime must do "
+                 "outside it (sample rate, VAD, windows, level if not in the graph, threshold, calibration) is "
+                 "in the file's metadata (README, 'Deploying an exported model'). safetensors: a voxmetric weights file with the front-end "
                  "settings, calibration and threshold, usable as MODEL by every command.",
                  "voxmetric export exp/aam/checkpoints/best.pt --format safetensors aam.safetensors "
                  "--calibration cal.json")
@@ -91,8 +93,9 @@ def _run_export(args) -> int:
         check = f"matches PyTorch (max abs difference {worst:.2g} at {lengths} samples)"
     else:
         check = "not verified (install onnxruntime to check it against PyTorch)"
+    level = "level normalisation in the graph" if report["level_in_graph"] else "level normalisation outside it"
     print(f"wrote {args.out} ({args.format}, {report['exporter']}; input (batch, samples) at 16 kHz, "
-          f"any length; output (batch, embedding_dim)): {check}")
+          f"at least {report['min_samples']} samples; output (batch, embedding_dim); {level}): {check}")
     return EXIT_OK
 
 def add_score(sub) -> None:

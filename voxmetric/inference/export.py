@@ -145,7 +145,7 @@ def export_network(name_or_path: str | os.PathLike, format: str, out_path: str |
 
     Returns:
         ``{"format", "path", "exporter", "max_abs_diff": {length: diff}, "verified",
-        "level_in_graph"}``; ``verified`` is False only for ONNX without ``onnxruntime``
+        "level_in_graph", "min_samples"}``; ``verified`` is False only for ONNX without ``onnxruntime``
         installed. The file carries :func:`deployment_metadata` (:func:`read_metadata`).
 
     Raises:
@@ -177,7 +177,7 @@ def export_network(name_or_path: str | os.PathLike, format: str, out_path: str |
                 f"(the exporter probably fixed the input length)"
             )
     return {"format": format, "path": os.fspath(out_path), "exporter": exporter, "max_abs_diff": diffs,
-            "verified": runner is not None, "level_in_graph": level_in_graph}
+            "verified": runner is not None, "level_in_graph": level_in_graph, "min_samples": int(network.min_samples)}
 
 
 def _test_signal(batch: int, length: int, seed: int = 0) -> torch.Tensor:
