@@ -114,7 +114,7 @@ def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(sf, "write", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(VoxmetricError, match=rf"{path}: cannot write \(disk full\)"):
         audio.write(path, np.ones(320, dtype=np.float32))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
@@ -176,3 +176,21 @@ def test_real_flac_from_shared_data(shared_data):
     assert meta.sample_rate_hz == 16000
     assert len(x) == meta.frames
     assert 0.01 < np.abs(x).max() <= 1.0
+
+
+def test_flac_of_unknown_length_reads_like_the_same_file_with_it(tmp_path):
+    """An encoder writing FLAC to a pipe leaves STREAMINFO's total_samples at 0 ("unknown"):
+    libsndfile then reports 2**63 - 1 frames, which must not read as "too long"."""
+    signal = (0.1 * np.sin(np.arange(40_000) / 7.0)).astype(np.float32)
+    known = tmp_path / "known.flac"
+    audio.write(known, signal)
+    data = bytearray(known.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first: total_samples at bytes 21-25
+    data[21] &= 0xF0
+    data[22:26] = bytes(4)
+    unknown = tmp_path / "unknown.flac"
+    unknown.write_bytes(bytes(data))
+    assert sf.info(str(unknown)).frames >= 1 << 62  # libsndfile's "unknown"
+    assert audio.info(unknown).frames == 40_000 and audio.duration_s(unknown) == 2.5
+    np.testing.assert_array_equal(audio.read(unknown), audio.read(known))
+    np.testing.assert_array_equal(audio.read(unknown, start_s=1.0, duration_s=0.5), audio.read(known, start_s=1.0, duration_s=0.5))

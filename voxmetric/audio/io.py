@@ -43,6 +43,11 @@ READ_BLOCK_FRAMES = 1 << 16
 """Frames decoded per block: memory follows the samples actually in the file, never the
 length its header claims."""
 
+_UNKNOWN_FRAMES = 1 << 62
+"""libsndfile reports a file whose header leaves the length unknown (a FLAC whose encoder wrote
+to a pipe: STREAMINFO total_samples 0) as holding 2**63 - 1 frames: at least this many means
+"unknown", and the samples are counted by decoding them."""
+
 _MAX_RESAMPLE_FACTOR = 1000
 """Odd sample-rate ratios (e.g. 44101 -> 16000 Hz) are approximated by a ratio of integers
 at most this large (relative pitch error below 1e-5) instead of a filter of millions of taps."""
@@ -113,6 +118,8 @@ def _check_header(path: str, sample_rate_hz: int, channels: int, frames: int) ->
     if not 1 <= channels <= MAX_CHANNELS:
         raise AudioError(f"{path}: corrupt header or unsupported audio: {channels} channels "
                          f"(at most {MAX_CHANNELS})")
+    if frames >= _UNKNOWN_FRAMES:
+        return  # "length unknown" (a FLAC written to a pipe): reading stops at MAX_DURATION_S
     if frames > MAX_DURATION_S * sample_rate_hz:
         raise AudioError(f"{path}: corrupt header or too long: it declares {frames / sample_rate_hz / 3600:.1f} h "
                          f"of audio, more than the {MAX_DURATION_S / 3600:g} h limit "
@@ -127,10 +134,29 @@ def info(path: str | os.PathLike) -> AudioInfo:
     """
     path = os.fspath(path)
     with _open(path) as f:
-        result = AudioInfo(path, f.samplerate, f.channels, f.frames, f.format, f.subtype)
+        frames = f.frames if f.frames < _UNKNOWN_FRAMES else _count_frames(path, f)
+        result = AudioInfo(path, f.samplerate, f.channels, frames, f.format, f.subtype)
     if result.frames <= 0:
         raise AudioError(f"{path}: contains no samples (zero-length audio)")
     return result
+
+
+def _count_frames(path: str, f: sf.SoundFile) -> int:
+    """Frames of a file whose header does not say, by decoding it block by block (nothing kept)."""
+    limit, total = int(MAX_DURATION_S * f.samplerate), 0
+    try:
+        while total <= limit:
+            count = _read_block(f, READ_BLOCK_FRAMES).shape[0]
+            total += count
+            if count < READ_BLOCK_FRAMES:
+                break
+    except (sf.LibsndfileError, RuntimeError) as error:
+        if not total:
+            raise AudioError(f"{path}: unreadable or corrupt audio ({error})") from None
+    if total > limit:
+        raise AudioError(f"{path}: too long: more than the {MAX_DURATION_S / 3600:g} h limit "
+                         f"(voxmetric.audio.io.MAX_DURATION_S)")
+    return total
 
 
 def duration_s(path: str | os.PathLike) -> float:
