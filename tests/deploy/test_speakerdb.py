@@ -1,10 +1,15 @@
 """Speaker database: round trip, averaging in the normalised space, model identity, identify."""
 
+import contextlib
 import os
+import sqlite3
+import stat
+import unicodedata
 
 import numpy as np
 import pytest
 
+from voxmetric.deploy import speakerdb
 from voxmetric.deploy.speakerdb import ModelMismatchError, SpeakerDB, SpeakerDBError, UnknownSpeakerError
 
 MODEL = "ecapa-small:sha256:0123abcd"
@@ -108,3 +113,76 @@ def test_a_second_handle_sees_committed_changes(path):
         writer.enroll("alice", [[1.0, 0.0]], ["a.wav"])
         assert reader.names() == ["alice"]
         assert reader.identify([0.9, 0.1], top=1)[0][0] == "alice"
+
+
+def test_enroll_returns_what_its_own_transaction_wrote(path, monkeypatch):
+    with SpeakerDB.open(path, MODEL) as db, SpeakerDB.open(path, MODEL) as other:
+        db.enroll("x", [[1.0, 0.0]], ["a.wav"])
+        real = speakerdb._transaction
+
+        @contextlib.contextmanager
+        def then_removed(connection, immediate=False):
+            with real(connection, immediate):
+                yield
+            if immediate and connection is db._connection:
+                other.remove("x")  # another process, right after the enrolment's commit
+
+        monkeypatch.setattr(speakerdb, "_transaction", then_removed)
+        speaker = db.enroll("x", [[0.0, 1.0]], ["b.wav"])
+        assert (speaker.name, speaker.count, speaker.sources) == ("x", 2, ["a.wav", "b.wav"])
+        np.testing.assert_allclose(speaker.embedding, np.array([1.0, 1.0]) / np.sqrt(2), atol=1e-6)
+        assert db.names() == []
+
+
+def test_a_name_is_found_by_the_form_it_was_sent_with(path):
+    composed, decomposed = unicodedata.normalize("NFC", "Zoë"), unicodedata.normalize("NFD", "Zoë")
+    assert composed != decomposed
+    with SpeakerDB.open(path, MODEL) as db:
+        db.enroll(f"  {composed} ", [[1.0, 0.0]], ["a.wav"])
+        assert db.enroll(decomposed, [[1.0, 0.0]], ["b.wav"]).count == 2  # the same speaker
+        assert db.names() == [composed] and f" {decomposed} " in db
+        assert db.get(f"{decomposed}\t").sources == ["a.wav", "b.wav"]
+        assert db.verify(f" {decomposed}", [2.0, 0.0]) == pytest.approx(1.0)
+        assert db.remove(f"  {decomposed}  ") == composed
+        assert db.names() == []
+
+
+def test_a_new_database_is_readable_by_its_owner_only(path):
+    umask = os.umask(0o022)
+    try:
+        with SpeakerDB.open(path, MODEL) as db:
+            db.enroll("alice", [[1.0, 0.0]], ["a.wav"])
+            assert stat.S_IMODE(os.stat(f"{path}-wal").st_mode) == 0o600
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_database_that_cannot_be_opened_is_one_line_naming_path_and_reason(tmp_path, monkeypatch):
+    if os.path.isdir("/proc/self"):  # Linux: no folder can be made in /proc, even by root
+        with pytest.raises(SpeakerDBError, match=r"^/proc/voxmetric-no-such/s\.db: cannot open the speaker "
+                                                 r"database \(No such file or directory\)$"):
+            SpeakerDB.open("/proc/voxmetric-no-such/s.db", MODEL)
+    a_file = tmp_path / "token.txt"
+    a_file.write_text("not a folder\n")
+    with pytest.raises(SpeakerDBError, match=r"token.txt/s.db: cannot open the speaker database \(/.*/token.txt is a "
+                                             r"file, not a folder\)$"):
+        SpeakerDB.open(a_file / "s.db", MODEL)
+
+    def refused(*args, **kwargs):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(speakerdb.sqlite3, "connect", refused)
+    with pytest.raises(SpeakerDBError, match=r"s2.db: cannot open the speaker database \(unable to open database file\)"):
+        SpeakerDB.open(tmp_path / "s2.db", MODEL)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores folder permissions")
+def test_a_folder_without_write_permission_is_one_line(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o500)
+    try:
+        with pytest.raises(SpeakerDBError, match=r"locked/s.db: cannot open the speaker database \(Permission denied\)"):
+            SpeakerDB.open(folder / "s.db", MODEL)
+    finally:
+        folder.chmod(0o700)

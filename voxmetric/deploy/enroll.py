@@ -19,7 +19,7 @@ from ..data.trials import key_paths, read_trials, trial_keys, trial_root
 from ..errors import TrialsError, UnknownSpeakerError, UsageError, VoxmetricError
 from ..inference.batch import BatchResult, Failure, Warn, embed_each, read_list
 from ..inference.speaker_model import SpeakerModel, VerifyResult, _named
-from .speakerdb import Speaker, SpeakerDB
+from .speakerdb import Speaker, SpeakerDB, normalise_name
 
 
 @dataclass
@@ -217,7 +217,7 @@ def verify_list(model: SpeakerModel, db_path: str | os.PathLike, list_path: str,
         known = set(db.names())
         failures, wanted = [], []
         for name, path in lines:
-            if name in known:
+            if normalise_name(name) in known:
                 wanted.append((name, path))
             elif skip_errors:
                 failures.append(Failure(f"{name} {path}", f"no speaker '{name}' in {db_path}"))

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -102,6 +103,14 @@ def _from_blob(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
+def normalise_name(name: str) -> str:
+    """A speaker's name as stored and looked up: stripped and in Unicode NFC, so that a name is
+    found by the form it was sent with (" Zoë " typed with a combining diaeresis is "Zoë")."""
+    if not isinstance(name, str):
+        raise SpeakerDBError(f"a speaker name must be a string, got {name!r}")
+    return unicodedata.normalize("NFC", name.strip())
+
+
 def _normalise_rows(embeddings: np.ndarray, what: str) -> np.ndarray:
     norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
     if not np.isfinite(embeddings).all() or (norms == 0).any():
@@ -132,7 +141,8 @@ class SpeakerDB:
             timeout_s: how long a writer waits for another writer's lock.
 
         Raises:
-            SpeakerDBError: missing file (``create=False``), not a voxmetric speaker
+            SpeakerDBError: missing file (``create=False``), a file that cannot be created or
+                opened (the message names the system's reason), not a voxmetric speaker
                 database, or a newer schema.
             ModelMismatchError: the database was made with another model.
         """
@@ -146,9 +156,18 @@ class SpeakerDB:
             raise SpeakerDBError(f"{path}: no such speaker database (enrol a speaker first to create it)")
         if exists and os.path.isdir(path):
             raise SpeakerDBError(f"{path}: is a directory, not a speaker database")
-        if not exists:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        connection = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+        try:
+            if not exists:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                # Voiceprints: readable by the owner only (SQLite gives its -wal and -shm files this mode too).
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            connection = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+        except (OSError, sqlite3.Error) as error:
+            if isinstance(error, FileExistsError):  # os.makedirs met a file where a folder should be
+                reason = f"{error.filename} is a file, not a folder"
+            else:
+                reason = getattr(error, "strerror", None) or str(error)
+            raise SpeakerDBError(f"{path}: cannot open the speaker database ({reason})") from None
         try:
             meta = _retry(path, lambda: cls._initialise(connection, path, model_id, has_content))
         except BaseException:
@@ -248,7 +267,7 @@ class SpeakerDB:
                 speaker's average also covers the new recordings.
 
         Returns:
-            The speaker as stored.
+            The speaker as this transaction stored it (another process may change it right after).
         """
         name = self._check_name(name)
         embeddings = np.asarray(embeddings, dtype=np.float64)
@@ -264,7 +283,7 @@ class SpeakerDB:
         normalised = _normalise_rows(embeddings, f"{self.path}: enrolling {name!r}")
         now = _now()
 
-        def write() -> None:
+        def write() -> Speaker:
             with _transaction(self._connection, immediate=True):
                 self._check_dim(embeddings.shape[1], f"enrolling {name!r}", store=True)
                 row = self._connection.execute("SELECT created FROM speakers WHERE name = ?", (name,)).fetchone()
@@ -279,21 +298,24 @@ class SpeakerDB:
                 self._connection.executemany(
                     "INSERT INTO recordings (speaker, source, embedding, added) VALUES (?, ?, ?, ?)",
                     [(name, source, _to_blob(vector), now) for source, vector in zip(sources, normalised)])
-                stored = np.stack([_from_blob(blob) for (blob,) in self._connection.execute(
-                    "SELECT embedding FROM recordings WHERE speaker = ? ORDER BY id", (name,))]).astype(np.float64)
-                mean = stored.mean(axis=0)
+                rows = self._connection.execute(
+                    "SELECT source, embedding FROM recordings WHERE speaker = ? ORDER BY id", (name,)).fetchall()
+                mean = np.stack([_from_blob(blob) for _, blob in rows]).astype(np.float64).mean(axis=0)
+                blob = _to_blob(mean / np.linalg.norm(mean))
                 self._connection.execute("UPDATE speakers SET embedding = ?, count = ? WHERE name = ?",
-                                         (_to_blob(mean / np.linalg.norm(mean)), len(stored), name))
+                                         (blob, len(rows), name))
+            return Speaker(name, _from_blob(blob), len(rows), created, now, [source for source, _ in rows])
 
-        self._retry(write)
-        return self.get(name)
+        return self._retry(write)
 
-    def remove(self, name: str) -> None:
-        """Remove a speaker and its recordings.
+    def remove(self, name: str) -> str:
+        """Remove a speaker and its recordings; returns the name as it was stored.
 
         Raises:
             UnknownSpeakerError: no such speaker.
         """
+        name = normalise_name(name)
+
         def write() -> None:
             with _transaction(self._connection, immediate=True):
                 if self._connection.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount == 0:
@@ -301,6 +323,7 @@ class SpeakerDB:
                 self._connection.execute("DELETE FROM recordings WHERE speaker = ?", (name,))
 
         self._retry(write)
+        return name
 
     # --- reading ------------------------------------------------------------------
 
@@ -313,7 +336,8 @@ class SpeakerDB:
         return self._connection.execute("SELECT COUNT(*) FROM speakers").fetchone()[0]
 
     def __contains__(self, name: str) -> bool:
-        return self._connection.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone() is not None
+        return self._connection.execute("SELECT 1 FROM speakers WHERE name = ?",
+                                        (normalise_name(name),)).fetchone() is not None
 
     def get(self, name: str) -> Speaker:
         """The stored speaker ``name``.
@@ -321,6 +345,8 @@ class SpeakerDB:
         Raises:
             UnknownSpeakerError: no such speaker.
         """
+        name = normalise_name(name)
+
         def read():
             with _transaction(self._connection):  # one snapshot: the speaker row and its recordings agree
                 row = self._connection.execute(
@@ -364,7 +390,7 @@ class SpeakerDB:
     def _check_name(self, name) -> str:
         if not isinstance(name, str) or not name.strip():
             raise SpeakerDBError(f"{self.path}: a speaker name must be a non-empty string, got {name!r}")
-        return name.strip()
+        return normalise_name(name)
 
     def _check_dim(self, dim: int, what: str, store: bool = False) -> None:
         if self.embedding_dim is None:

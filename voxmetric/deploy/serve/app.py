@@ -4,14 +4,16 @@ Every endpoint answers JSON; every error is ``{"error": "<one line>"}`` with the
 message the CLI would print (upload names instead of temporary paths), never a
 traceback. Inference runs in a bounded thread pool (``settings.workers`` threads,
 at most ``settings.max_queue`` requests waiting, beyond that 503), so the event loop
-keeps accepting and rejecting requests while the model works. Each request's uploads
-live in their own temporary folder, deleted when its work is done.
+keeps accepting and rejecting requests while the model works; a request takes its place
+before its body is read, which must arrive within ``settings.upload_timeout_s`` (else 408).
+Each request's uploads live in their own temporary folder, deleted when its work is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -28,6 +30,9 @@ from .uploads import (Form, UploadError, UploadTooLarge, _duration, _expect, _na
 
 log = logging.getLogger("voxmetric.serve")
 
+MAX_UPLOAD_RATE_HZ = 48_000
+"""Decoding holds a whole upload at its own sample rate, so the samples an upload may have are
+``max_audio_s`` at this rate: a small compressed file at 384 kHz cannot take GBs of memory."""
 
 
 def _status_of(error: VoxmetricError) -> int:
@@ -50,7 +55,7 @@ class Service:
     def __init__(self, model, settings: ServeSettings, model_label: str | None = None):
         self.model = model
         self.settings = settings.check()
-        self.model_label = model_label or model.name
+        self.model_label = os.path.basename(model_label or model.name)  # a served file's name, never its path
         self.fingerprint = model.fingerprint
         self.executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="voxmetric-infer")
         self._lock = threading.Lock()
@@ -89,19 +94,29 @@ class Service:
             raise ApiError(404, "this server has no speaker database (start it with --db FILE)")
         return self.settings.db
 
-    async def run(self, form: Form | None, job, *args):
-        """``job(*args)`` in the worker pool; ``form``'s folder is deleted when the job is done
-        (by the worker itself, so a client that disconnects cannot pull files from under it)."""
+    async def run(self, job, request=None, parse=None):
+        """``job(*args)`` in the worker pool; with ``request``, ``args = parse(form)`` of its body's
+        form first (without, ``job()``).
+
+        The request takes its place (``workers + max_queue``) before its body is read, so beyond
+        that it is answered 503 at once, not after its upload is spooled to disk. The place is
+        freed and the form's folder deleted when the job is done (by the worker itself, so a client
+        that disconnects cannot pull files from under it), or at once when the request fails before.
+        """
         with self._lock:
-            if self.active >= self.settings.workers + self.settings.max_queue:
-                busy = True
-            else:
-                busy, self.active = False, self.active + 1
+            busy = self.active >= self.settings.workers + self.settings.max_queue
+            if not busy:
+                self.active += 1
         if busy:
-            if form is not None:
-                form.cleanup()
             raise ApiError(503, "server busy: all workers and queue places are taken; try again",
                            {"Retry-After": "1"})
+        form, args = None, ()
+
+        def done():
+            if form is not None:
+                form.cleanup()
+            with self._lock:
+                self.active -= 1
 
         def work():
             try:
@@ -109,20 +124,29 @@ class Service:
             except VoxmetricError as error:  # name uploads, not temporary paths; the database by its file name
                 raise ApiError(_status_of(error), self.public(form, str(error).splitlines()[0])) from None
             finally:
-                if form is not None:
-                    form.cleanup()
-                with self._lock:
-                    self.active -= 1
+                done()
 
         try:
+            if request is not None:
+                form = await self.receive(request)
+                args = parse(form)
             future = self.executor.submit(work)
         except BaseException:
-            with self._lock:
-                self.active -= 1
-            if form is not None:
-                form.cleanup()
+            done()
             raise
         return await asyncio.wrap_future(future)
+
+    async def receive(self, request) -> Form:
+        """The request's multipart form (:func:`receive_form`) if its body arrives within
+        ``upload_timeout_s``; else 408, and what it sent is deleted (a slow client cannot hold
+        its place and disk space for long)."""
+        timeout_s = self.settings.upload_timeout_s
+        try:
+            return await asyncio.wait_for(receive_form(request, self.settings.max_upload_bytes, self.uploads),
+                                          timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"request body not received within {_duration(timeout_s)}; try again",
+                           {"Connection": "close"}) from None
 
     def public(self, form: Form | None, text: str) -> str:
         if form is not None:
@@ -131,23 +155,29 @@ class Service:
             text = text.replace(self.settings.db, os.path.basename(self.settings.db))
         return text
 
-    def check_duration(self, form: Form) -> None:
+    def check_length(self, form: Form) -> None:
+        """Refuse uploads over the length limit, from their headers, before anything is decoded."""
         from ... import audio
 
-        limit = self.settings.max_audio_s
+        limit_s = self.settings.max_audio_s
+        max_frames = int(limit_s * MAX_UPLOAD_RATE_HZ)
         for uploads in form.uploads.values():
             for upload in uploads:
-                length = audio.info(upload.path).duration_s
-                if length > limit:
-                    raise UploadTooLarge(f"{upload.label}: {_duration(length)} of audio, over the limit of "
-                                         f"{_duration(limit)}")
+                header = audio.info(upload.path)
+                if header.duration_s > limit_s:
+                    raise UploadTooLarge(f"{upload.label}: {_duration(header.duration_s)} of audio, over the limit "
+                                         f"of {_duration(limit_s)}")
+                if header.frames > max_frames:
+                    raise UploadTooLarge(f"{upload.label}: {header.frames} samples at {header.sample_rate_hz} Hz, "
+                                         f"over the limit of {max_frames} ({_duration(limit_s)} at "
+                                         f"{MAX_UPLOAD_RATE_HZ // 1000} kHz); send it at 48 kHz or less")
 
     # --- jobs (in the worker pool) ------------------------------------------------
 
     def _verify(self, form: Form, name: str | None) -> dict:
         from ..enroll import verify_enrolled
 
-        self.check_duration(form)
+        self.check_length(form)
         if name is None:
             a, b = form.files("a")[0], form.files("b")[0]
             result = self.model.verify(a.path, b.path)
@@ -161,7 +191,7 @@ class Service:
         return out
 
     def _embed(self, form: Form) -> dict:
-        self.check_duration(form)
+        self.check_length(form)
         upload = form.files("audio")[0]
         embedding, report = self.model.embed_with_quality(upload.path)
         return {"audio": upload.filename or "audio", "model": self.model_label, "fingerprint": self.fingerprint,
@@ -171,7 +201,7 @@ class Service:
     def _identify(self, form: Form, top: int) -> dict:
         from ..enroll import identify
 
-        self.check_duration(form)
+        self.check_length(form)
         upload = form.files("audio")[0]
         result = identify(self.model, self.settings.db, upload.path, top=top).to_dict()
         result["audio"] = upload.filename or "audio"
@@ -185,7 +215,7 @@ class Service:
     def _enroll(self, form: Form, name: str, replace: bool) -> dict:
         from ..enroll import enroll
 
-        self.check_duration(form)
+        self.check_length(form)
         paths = [u.path for u in form.files("audio")]
         speaker, warnings = enroll(self.model, self.settings.db, name, paths, replace=replace)
         return {"name": speaker.name, "count": speaker.count, "sources": speaker.sources,
@@ -210,69 +240,63 @@ class Service:
         from ..speakerdb import SpeakerDB
 
         with SpeakerDB.open(self.settings.db, self.fingerprint) as db:
-            db.remove(name)
-        return {"removed": name}
+            return {"removed": db.remove(name)}
 
     # --- endpoints ----------------------------------------------------------------
 
     async def verify(self, request):
         authorised = self.authorise(request, optional=self.settings.open_verify)
-        form = await receive_form(request, self.settings.max_upload_bytes, self.uploads)
-        try:
+
+        def parse(form: Form) -> tuple:
             if form.files("a") or form.files("b"):
                 _expect(form, {"a": 1, "b": 1}, "verify")
-                name = None
-            elif form.files("audio") or "name" in form.fields:
+                return form, None
+            if form.files("audio") or "name" in form.fields:
                 _expect(form, {"audio": 1}, "verify")
                 name = _name(form)
                 if not authorised:
                     self.authorise(request)  # verification against the database always needs the token
                 self.need_db()
-            else:
-                raise UploadError("verify: send two recordings as form fields 'a' and 'b', or one as 'audio' "
-                                  "with an enrolled speaker's 'name'")
-        except BaseException:
-            form.cleanup()
-            raise
-        return await self.run(form, self._verify, form, name)
+                return form, name
+            raise UploadError("verify: send two recordings as form fields 'a' and 'b', or one as 'audio' "
+                              "with an enrolled speaker's 'name'")
+
+        return await self.run(self._verify, request, parse)
 
     async def embed(self, request):
         self.authorise(request)
-        form = await self._form(request, {"audio": 1}, "embed")
-        return await self.run(form, self._embed, form)
+        return await self.run(self._embed, request, lambda form: (_expect(form, {"audio": 1}, "embed"),))
 
     async def identify(self, request):
         self.authorise(request)
         self.need_db()
-        form = await self._form(request, {"audio": 1}, "identify")
-        try:
-            top = _top(form.fields.get("top", request.query_params.get("top", "3")))
-        except BaseException:
-            form.cleanup()
-            raise
-        return await self.run(form, self._identify, form, top)
+
+        def parse(form: Form) -> tuple:
+            _expect(form, {"audio": 1}, "identify")
+            return form, _top(form.fields.get("top", request.query_params.get("top", "3")))
+
+        return await self.run(self._identify, request, parse)
 
     async def enroll(self, request):
         self.authorise(request)
         self.need_db()
-        form = await self._form(request, {"audio": None}, "enroll")
-        try:
-            name = _name(form)
+
+        def parse(form: Form) -> tuple:
+            _expect(form, {"audio": None}, "enroll")
             replace = form.fields.get("replace", "false").strip().lower() in ("1", "true", "yes", "on")
-        except BaseException:
-            form.cleanup()
-            raise
-        return await self.run(form, self._enroll, form, name, replace)
+            return form, _name(form), replace
+
+        return await self.run(self._enroll, request, parse)
 
     async def speakers(self, request):
         self.authorise(request)
         self.need_db()
-        return await self.run(None, self._speakers)
+        return await self.run(self._speakers)
 
     async def remove(self, request):
         self.authorise(request)
         self.need_db()
-        return await self.run(None, self._remove, request.path_params["name"])
+        return await self.run(functools.partial(self._remove, request.path_params["name"]))
 
     async def model_info(self, request):
         model = self.model
@@ -291,15 +315,6 @@ class Service:
 
     async def health(self, request):
         return {"status": "ok", "model": self.model_label, "workers": self.settings.workers, "active": self.active}
-
-    async def _form(self, request, expected: dict, what: str) -> Form:
-        form = await receive_form(request, self.settings.max_upload_bytes, self.uploads)
-        try:
-            _expect(form, expected, what)
-        except BaseException:
-            form.cleanup()
-            raise
-        return form
 
 
 def create_app(model, settings: ServeSettings, model_label: str | None = None):
@@ -325,6 +340,8 @@ def create_app(model, settings: ServeSettings, model_label: str | None = None):
             except VoxmetricError as error:
                 message = str(error).splitlines()[0] if str(error) else type(error).__name__
                 return JSONResponse({"error": message}, status_code=_status_of(error))
+            except asyncio.CancelledError:  # uvicorn's graceful shutdown ran out of time for this request
+                return JSONResponse({"error": "server shutting down; try again"}, status_code=503)
             except Exception:  # noqa: BLE001 - logged here, never sent to the client
                 log.exception("internal error in %s %s", request.method, request.url.path)
                 return JSONResponse({"error": "internal server error (see the server log)"}, status_code=500)

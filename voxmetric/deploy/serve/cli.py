@@ -8,7 +8,7 @@ import socket
 import sys
 
 from ...errors import VoxmetricError
-from .settings import TOKEN_ENV, ServeError, ServeSettings, load_token
+from .settings import TOKEN_ENV, ServeError, ServeSettings, load_token, token_file_warning
 
 _DESCRIPTION = f"""\
 Serve a model over HTTP, with a browser page at / (record or choose recordings, verify,
@@ -45,11 +45,14 @@ def add_serve(subparsers) -> argparse.ArgumentParser:
                    help="let clients without a token verify two uploads (nothing else)")
     p.add_argument("--workers", type=int, metavar="N", help="inference threads (default: CPU cores, at most 4)")
     p.add_argument("--queue", type=int, default=64, metavar="N",
-                   help="requests that may wait for a worker before 503 (default 64)")
+                   help="requests that may wait for a worker (or still be sending their upload) before 503 "
+                        "(default 64)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB",
                    help="largest request body in MB (default 20)")
     p.add_argument("--max-audio-minutes", type=float, default=10.0, metavar="MIN",
                    help="longest recording accepted (default 10)")
+    p.add_argument("--upload-timeout-s", type=float, default=60.0, metavar="S",
+                   help="seconds a client may take to send its request body before 408 (default 60)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--no-vad", action="store_true", help="embed whole recordings (no speech detection)")
     p.add_argument("--calibration", metavar="CAL.json", help="calibration from 'voxmetric calibrate'")
@@ -82,7 +85,9 @@ def _cmd_serve(args) -> int:
     settings = ServeSettings(token=load_token(args.token_file), db=args.db, open_verify=args.open_verify,
                              max_upload_bytes=int(args.max_upload_mb * 1e6),
                              max_audio_s=args.max_audio_minutes * 60.0, workers=workers,
-                             max_queue=args.queue).check()
+                             max_queue=args.queue, upload_timeout_s=args.upload_timeout_s).check()
+    if args.token_file is not None and (warning := token_file_warning(args.token_file)):
+        print(f"voxmetric: warning: {warning}", file=sys.stderr)
     import torch
 
     # Each worker runs its own request: split the cores between them instead of oversubscribing.

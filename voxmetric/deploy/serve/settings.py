@@ -24,8 +24,10 @@ class ServeSettings:
         open_verify: verification of two uploads needs no token.
         max_upload_bytes: largest request body (all uploads together).
         max_audio_s: longest recording accepted, in seconds.
-        workers: inference threads (requests beyond ``workers + max_queue`` get 503).
-        max_queue: requests allowed to wait for a worker.
+        workers: inference threads (requests beyond ``workers + max_queue`` get 503, counted
+            from before their body is read).
+        max_queue: requests allowed to wait for a worker (or still sending their body).
+        upload_timeout_s: longest time a client may take to send its request body (then 408).
     """
 
     token: str | None = None
@@ -35,6 +37,7 @@ class ServeSettings:
     max_audio_s: float = 600.0
     workers: int = 2
     max_queue: int = 64
+    upload_timeout_s: float = 60.0
 
     def check(self) -> "ServeSettings":
         """Refuse configurations that would expose the speaker database or serve nothing."""
@@ -48,6 +51,8 @@ class ServeSettings:
             raise ServeError(f"serve: the upload limit must be at least 1 KB, got {self.max_upload_bytes} bytes")
         if not self.max_audio_s > 0:
             raise ServeError(f"serve: the audio length limit must be positive, got {self.max_audio_s} s")
+        if not self.upload_timeout_s > 0:
+            raise ServeError(f"serve: the upload timeout must be positive, got {self.upload_timeout_s} s")
         if self.workers < 1 or self.max_queue < 0:
             raise ServeError(f"serve: --workers must be at least 1 (got {self.workers}) and --queue at least 0 "
                              f"(got {self.max_queue})")
@@ -80,3 +85,15 @@ def load_token(token_file: str | os.PathLike | None = None, environ=os.environ) 
         raise ServeError(f"{source}: the token must be at least {MIN_TOKEN_CHARS} characters without spaces "
                          f"(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     return token
+
+
+def token_file_warning(token_file: str | os.PathLike) -> str | None:
+    """A warning when the token file can be read by other users (its group or everyone), else ``None``."""
+    path = os.fspath(token_file)
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        return None  # load_token reports an unreadable file
+    if not mode & 0o044:
+        return None
+    return f"{path}: the token file can be read by other users (mode {mode:o}); restrict it with chmod 600 {path}"

@@ -219,8 +219,8 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.3g} minutes" if seconds >= 60 else f"{seconds:.3g} s"
 
 
-def _expect(form: Form, expected: dict[str, int | None], what: str) -> None:
-    """The form has exactly the expected upload fields (``None``: one or more)."""
+def _expect(form: Form, expected: dict[str, int | None], what: str) -> Form:
+    """``form``, checked to have exactly the expected upload fields (``None``: one or more)."""
     for name in form.uploads:
         if name not in expected:
             allowed = " and ".join(f"'{n}'" for n in expected)
@@ -231,6 +231,7 @@ def _expect(form: Form, expected: dict[str, int | None], what: str) -> None:
             raise UploadError(f"{what}: missing upload '{name}' (a recording as a multipart file field)")
         if count is not None and got != count:
             raise UploadError(f"{what}: {got} uploads in field '{name}', expected {count}")
+    return form
 
 
 def _name(form: Form) -> str:
