@@ -72,7 +72,9 @@ def test_database_refuses_another_models_embeddings(tmp_path, capsys):
     assert main(["verify", "sinctdnn-aam", "--db", db, "--name", "alice", str(voice), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["score"] == pytest.approx(1.0, abs=1e-5) and result["accepted"]
-    assert main(["speakers", "sinctdnn-aam", "--db", db, "--remove", "alice"]) == 0
+    capsys.readouterr()
+    assert main(["speakers", "sinctdnn-aam", "--db", db, "--remove", "  alice "]) == 0  # found as enrolled
+    assert capsys.readouterr().out == f"removed 'alice' from {db}\n"
     assert main(["verify", "sinctdnn-aam", "--db", db, "--name", "alice", str(voice)]) == 1
     assert "alice" in capsys.readouterr().err
 

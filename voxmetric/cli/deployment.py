@@ -180,11 +180,12 @@ def add_speakers(sub) -> None:
 
 def _run_speakers(args) -> int:
     from ..deploy.enroll import list_speakers, remove_speaker
+    from ..deploy.speakerdb import normalise_name
 
     model = _load(args) if args.model else None
     if args.remove:
         remove_speaker(args.db, args.remove, model)
-        print(f"removed '{args.remove}' from {args.db}")
+        print(f"removed '{normalise_name(args.remove)}' from {args.db}")
         return EXIT_OK
     model_id, speakers = list_speakers(args.db, model)
     print(f"{args.db}: {len(speakers)} speaker(s), embeddings of model {model_id}", file=sys.stderr)
