@@ -330,7 +330,7 @@ def test_score_snorm_announces_the_real_top_n_without_a_python_warning(tmp_path,
         assert main(["score", "--trials", str(trials), "--embeddings", str(tmp_path / "emb.npz"), "--snorm",
                      str(tmp_path / "cohort.npz"), "--out", str(tmp_path / "s.txt")]) == 0
     captured = capsys.readouterr()
-    assert "top 8 of a 8-speaker cohort" in captured.out and "Warning" not in captured.err
+    assert "top 8 of a cohort of 8 embeddings" in captured.out and "Warning" not in captured.err
 
 
 def test_score_root_matches_absolute_ids(tmp_path):
@@ -452,3 +452,166 @@ def test_every_option_has_help(command):
     parser = build_parser()._subparsers._group_actions[0].choices[command]
     missing = [a.dest for a in parser._actions if not a.help]
     assert not missing, f"{command}: no help for {missing}"
+
+
+# --- audit: paths, inputs, option values, help --------------------------------------------
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("voxmetric: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_options_before_the_command_are_refused(tmp_path, capsys):
+    trials, _ = _trial_files(tmp_path)
+    score = ["score", "--trials", str(trials), "--embeddings", str(tmp_path / "emb.npz"), "--out", str(tmp_path / "s")]
+    for before in (["--bogus"], ["-q"]):
+        with pytest.raises(SystemExit) as caught:
+            main(before + score)
+        assert caught.value.code == 2
+        err = capsys.readouterr().err
+        assert "unrecognized arguments before the command 'score': " + before[0] in err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("command, option, value", [("score", "--top", "-5"), ("score", "--top", "1"),
+                                                    ("eval", "--bootstrap", "-3"), ("eval", "--seed", "-1")])
+def test_bad_option_values_are_usage_errors(tmp_path, capsys, command, option, value):
+    trials, _ = _trial_files(tmp_path)
+    inputs = {"score": ["--embeddings", str(tmp_path / "emb.npz"), "--out", str(tmp_path / "s.txt")],
+              "eval": ["--scores", str(trials)]}[command]
+    with pytest.raises(SystemExit) as caught:
+        main([command, "--trials", str(trials), *inputs, option, value])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: voxmetric {command}") and f"argument {option}: " in err
+    assert not (tmp_path / "s.txt").exists()
+
+
+def test_eval_seed_is_checked_by_the_library_too():
+    from voxmetric.errors import ScoresError
+    from voxmetric.evaluate.metrics import evaluate_scores
+
+    with pytest.raises(ScoresError, match="seed must be a non-negative integer, got -1"):
+        evaluate_scores(np.array([0.9, 0.1, 0.8, 0.2]), np.array([1, 0, 1, 0]), n_bootstrap=5, seed=-1)
+
+
+def test_eval_json_prints_only_json_on_stdout(tmp_path, capsys):
+    trials, _ = _trial_files(tmp_path)
+    scores = tmp_path / "scores.txt"
+    assert main(["score", "--trials", str(trials), "--embeddings", str(tmp_path / "emb.npz"), "-o", str(scores)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--trials", str(trials), "--scores", str(scores), "--json", "--bootstrap", "10"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["eer"] == 0.0 and "EER 0.00%" in captured.err
+
+
+def test_binary_trial_lists_and_score_files_are_named(tmp_path, capsys):
+    from voxmetric.data.trials import read_trials
+    from voxmetric.errors import TrialsError
+
+    trials, _ = _trial_files(tmp_path)
+    binary = tmp_path / "x.wav"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert main(["score", "--trials", str(binary), "--embeddings", str(tmp_path / "emb.npz"),
+                 "--out", str(tmp_path / "s.txt")]) == 1
+    assert f"{binary}: not a UTF-8 text trial list" in _one_error_line(capsys)
+    assert main(["eval", "--trials", str(trials), "--scores", str(binary)]) == 1
+    assert f"{binary}: not a UTF-8 text score file" in _one_error_line(capsys)
+    with pytest.raises(TrialsError, match="not a UTF-8 text trial list"):  # verify --trials, calibrate --trials
+        read_trials(binary)
+
+
+def test_a_directory_is_named_as_one(tmp_path, capsys):
+    trials, _ = _trial_files(tmp_path)
+    folder = tmp_path / "d.npz"
+    folder.mkdir()
+    out = ["--out", str(tmp_path / "s.txt")]
+    assert main(["score", "--trials", str(folder), "--embeddings", str(tmp_path / "emb.npz"), *out]) == 1
+    assert f"{folder}: is a directory, not a trial list" in _one_error_line(capsys)
+    assert main(["score", "--trials", str(trials), "--embeddings", str(folder), *out]) == 1
+    assert f"{folder}: is a directory, not an embeddings file" in _one_error_line(capsys)
+    assert main(["eval", "--trials", str(trials), "--scores", str(folder)]) == 1
+    assert f"{folder}: is a directory, not a score file" in _one_error_line(capsys)
+
+
+def test_corrupt_npz_never_suggests_allow_pickle(tmp_path, capsys):
+    trials, _ = _trial_files(tmp_path)
+    junk = tmp_path / "x.npz"
+    junk.write_bytes(bytes(range(256)) * 4)
+    pickled = tmp_path / "p.npz"
+    np.savez(pickled, ids=np.array(["a/1.wav"], dtype=object), embeddings=np.zeros((1, 2)))
+    for path in (junk, pickled):
+        assert main(["score", "--trials", str(trials), "--embeddings", str(path), "--out", str(tmp_path / "s")]) == 1
+        err = _one_error_line(capsys)
+        assert f"{path}: unreadable or corrupt embeddings file" in err and "allow_pickle" not in err
+
+
+def test_score_root_matches_ids_already_relative_and_names_a_missing_root(tmp_path, capsys, monkeypatch):
+    trials, _ = _trial_files(tmp_path)  # ids stored as the trial keys, as 'embed --root' writes them
+    (tmp_path / "wav").mkdir()
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "s.txt"
+    assert main(["score", "--trials", str(trials), "--embeddings", "emb.npz", "--root", "wav", "--out", str(out)]) == 0
+    assert len(read_scores(str(out))) == 4
+    capsys.readouterr()
+    # a --root that does not exist is named where the ids do not match (--root wav with ids relative to .)
+    save_embeddings(tmp_path / "cwd.npz", [f"wav/{key}" for key in ("a/1.wav", "a/2.wav", "b/1.wav", "b/2.wav")],
+                    np.eye(4, 2, dtype=np.float32) + 0.1)
+    assert main(["score", "--trials", str(trials), "--embeddings", "cwd.npz", "--root", "wav", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["score", "--trials", str(trials), "--embeddings", "cwd.npz", "--root", "nope", "-o", "t.txt"]) == 1
+    err = _one_error_line(capsys)
+    assert "'a/1.wav' has no embedding in cwd.npz (ids taken relative to --root nope, a folder that does not exist)" \
+        in err and not (tmp_path / "t.txt").exists()
+
+
+def test_unwritable_outputs_fail_before_any_work(tmp_path, capsys):
+    trials, _ = _trial_files(tmp_path)
+    (tmp_path / "file").write_text("x")
+    bad = tmp_path / "file" / "out"
+    scores = tmp_path / "scores.txt"
+    assert main(["score", "--trials", str(trials), "--embeddings", str(tmp_path / "emb.npz"), "-o", str(scores)]) == 0
+    capsys.readouterr()
+    # eval: nothing written when the plot cannot be, not the results without it
+    results = tmp_path / "r.json"
+    for option in ("--plot", "--hist"):
+        assert main(["eval", "--trials", str(trials), "--scores", str(scores), "--out", str(results),
+                     option, f"{bad}.png"]) == 1
+        assert f"{bad}.png: cannot write (" in _one_error_line(capsys)
+        assert not results.exists() and not (tmp_path / "r.md").exists()
+    assert main(["eval", "--trials", str(trials), "--scores", str(scores), "--out", f"{bad}.json"]) == 1
+    assert f"{bad}.json: cannot write (" in _one_error_line(capsys)
+    assert main(["score", "--trials", str(trials), "--embeddings", str(tmp_path / "emb.npz"), "-o", str(bad)]) == 1
+    assert f"{bad}: cannot write (" in _one_error_line(capsys)
+    # embed: checked before the model is even loaded (this one does not exist), sidecar included
+    assert main(["embed", "no-such-model", str(trials), "--out", f"{bad}.npz"]) == 1
+    assert f"{bad}.npz: cannot write (" in _one_error_line(capsys)
+    (tmp_path / "e.npz.errors.tsv").mkdir()
+    assert main(["embed", "no-such-model", str(trials), "--out", str(tmp_path / "e.npz"), "--skip-errors"]) == 1
+    assert "e.npz.errors.tsv: cannot write (it is a directory" in _one_error_line(capsys)
+    assert main(["embed", "no-such-model", str(trials), "--out", str(tmp_path / "e.txt")]) == 1
+    assert "e.txt: unknown embeddings format '.txt'" in _one_error_line(capsys)
+
+
+def test_outputs_are_probed_where_permission_bits_do_not_tell(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    def refused(*args, **kwargs):  # root writing into /sys: os.access says yes, the file system says no
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    out = tmp_path / "e.npz"
+    assert main(["embed", "no-such-model", "a.wav", "--out", str(out)]) == 1
+    assert f"{out}: cannot write (Permission denied)" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("command", [None] + SPEC_COMMANDS)
+def test_help_wraps_to_the_terminal_width(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    with pytest.raises(SystemExit):
+        main(([command] if command else []) + ["--help"])
+    text = capsys.readouterr().out
+    too_long = [line for line in text.splitlines() if len(line) > 60 and not line.startswith("  voxmetric ")]
+    assert not too_long and "exit status: 0 success" in text

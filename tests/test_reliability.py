@@ -258,3 +258,12 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, monkeypat
         with atomic_open(out) as f:
             f.write("new")
     assert out.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_an_snr_just_below_zero_is_never_printed_as_minus_zero():
+    from voxmetric.audio.quality import _warnings
+
+    for snr_db, shown in ((-0.04, "estimated SNR 0.0 dB"), (-0.06, "estimated SNR -0.1 dB"),
+                          (0.04, "estimated SNR 0.0 dB")):
+        (warning,) = _warnings(speech_s=10.0, snr_db=snr_db, clipped=0.0, original_hz=16000)
+        assert shown in warning and "-0.0" not in warning

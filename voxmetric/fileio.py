@@ -19,7 +19,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     file is removed and ``path`` is left as it was.
     """
     path = os.fspath(path)
-    check_writable(path)
+    check_writable(path, probe=False)  # creating the temporary file below is the probe
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     suffix = "".join(os.path.splitext(base)[1:])
@@ -49,10 +49,13 @@ def _cannot_write(path: str, error: OSError) -> WriteError:
     return WriteError(path, error.strerror or str(error))
 
 
-def check_writable(path: str | os.PathLike) -> None:
+def check_writable(path: str | os.PathLike, probe: bool = True) -> None:
     """Raise :class:`WriteError` now if ``path`` could not be written later: it is a
     folder, or its nearest existing ancestor is a file or a folder this process cannot write
     into. Commands call it before long work, so a bad ``--out`` fails in a second, not after it.
+
+    With ``probe``, a temporary file is also created and removed in that ancestor: permission
+    bits do not tell root that /sys, /proc or a read-only mount refuse new files.
     """
     path = os.fspath(path)
     if os.path.isdir(path) or path.endswith(os.sep):
@@ -64,6 +67,13 @@ def check_writable(path: str | os.PathLike) -> None:
         raise WriteError(path, f"{ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise WriteError(path, f"no permission to write in {ancestor}")
+    if probe:
+        try:
+            fd, probe_path = tempfile.mkstemp(dir=ancestor, prefix=f".{os.path.basename(path)}.probe-")
+        except OSError as error:
+            raise WriteError(path, error.strerror or str(error)) from None
+        os.close(fd)
+        os.unlink(probe_path)
 
 
 @contextlib.contextmanager

@@ -175,8 +175,9 @@ def test_interrupted_corpus_is_completed_identically(tiny, tmp_path):
 def test_refuses_other_parameters_unless_overwrite(tmp_path):
     out = tmp_path / "c"
     synthesize(out, speakers=4, utterances=2, seed=1, workers=1, progress=False)
-    with pytest.raises(CorpusError, match="overwrite"):
+    with pytest.raises(CorpusError, match="replace it with --overwrite or choose another directory$") as caught:
         synthesize(out, speakers=4, utterances=3, seed=1, workers=1, progress=False)
+    assert "overwrite=True" not in str(caught.value)  # the command line's words
     summary = synthesize(out, speakers=4, utterances=3, seed=1, workers=1, progress=False, overwrite=True)
     assert summary.n_utterances == 12 and len(_wavs(out)) == 12
     assert json.loads((out / "synth.json").read_text())["params"]["utterances"] == 3
@@ -211,3 +212,34 @@ def test_utterances_without_detectable_speech_are_drawn_again():
 
     for speaker, session, utterance in [(143, 1, 6), (126, 1, 0), (126, 2, 7)]:
         assert speech_segments(render_utterance(0, speaker, session, utterance), 16000)
+
+
+def test_the_command_refuses_sizes_without_training_speakers(tmp_path, capsys):
+    from voxmetric.cli import main
+    from voxmetric.data.synth.corpus import MIN_SPEAKERS_TO_TRAIN
+
+    assert MIN_SPEAKERS_TO_TRAIN == 7 and split_sizes(7)["train"] == 1 and split_sizes(6)["train"] == 0
+    out = tmp_path / "syn"
+    for speakers in ("6", "0"):
+        assert main(["synth", str(out), "--speakers", speakers, "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("usage: voxmetric synth ")
+        assert f"voxmetric synth: error: --speakers must be at least 7 (test 4, validation 2, then the training " \
+               f"speakers), got {speakers}" in err
+    for option, value, minimum in (("--utterances", "1", 2), ("--seed", "-1", 0)):
+        with pytest.raises(SystemExit) as caught:
+            main(["synth", str(out), f"{option}={value}", "-q"])
+        assert caught.value.code == 2
+        assert f"argument {option}: must be at least {minimum}, got {value}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_corpus_under_a_file_is_one_line_before_rendering(tmp_path):
+    from voxmetric.errors import WriteError
+
+    a_file = tmp_path / "x.wav"
+    a_file.write_text("x")
+    with pytest.raises(WriteError, match=rf"^{a_file}/syn/synth.json: cannot write \({a_file} is a file, not a "
+                                         rf"folder\)$"):
+        synthesize(a_file / "syn", speakers=4, utterances=2, workers=1, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["x.wav"]

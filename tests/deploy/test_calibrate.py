@@ -43,3 +43,29 @@ def test_calibrate_trials_scores_each_pair(tmp_path, rng):
     trials.write_text("1 s0-0.wav missing.wav\n0 s0-0.wav s1-1.wav\n")
     with pytest.raises(TrialsError, match="missing.wav"):
         calibrate_trials(_FakeModel(rng), trials)
+
+
+def test_a_folder_given_as_calibration_file_is_one_line(tmp_path):
+    from voxmetric.errors import CalibrationError
+    from voxmetric.evaluate.operating_point import CalibrationResult
+
+    with pytest.raises(CalibrationError, match=rf"^{tmp_path}: is a directory, not a calibration file$"):
+        CalibrationResult.load(tmp_path)
+
+
+@pytest.mark.parametrize("options, message", [({"target_far": 0.0}, "target_far"), ({"n_bootstrap": 0}, "n_bootstrap")])
+def test_bad_options_are_refused_before_anything_is_embedded(tmp_path, rng, options, message):
+    from voxmetric.deploy.calibrate import calibrate_pairs
+    from voxmetric.errors import CalibrationError
+
+    class _Untouchable(_FakeModel):
+        def embed_files(self, paths, progress=False):
+            raise AssertionError("embedded before the options were checked")
+
+        embed_with_quality = embed_files
+
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 a.wav b.wav\n0 a.wav c.wav\n")
+    for calibrate in (calibrate_trials, calibrate_pairs):
+        with pytest.raises(CalibrationError, match=message):
+            calibrate(_Untouchable(rng), trials, **options)

@@ -186,3 +186,65 @@ def test_a_folder_without_write_permission_is_one_line(tmp_path):
             SpeakerDB.open(folder / "s.db", MODEL)
     finally:
         folder.chmod(0o700)
+
+
+def test_an_empty_file_or_a_folder_is_refused_untouched(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.touch()  # what SpeakerDB.open never leaves behind: a new database is put in place whole
+    for open_it in (lambda: SpeakerDB.open(notes, MODEL), lambda: SpeakerDB.model_of(notes)):
+        with pytest.raises(SpeakerDBError, match=r"notes.txt: exists and is not a speaker database \(an empty file\)"):
+            open_it()
+    assert notes.read_bytes() == b"" and sorted(os.listdir(tmp_path)) == ["notes.txt"]
+    with pytest.raises(SpeakerDBError, match="is a directory, not a speaker database"):
+        SpeakerDB.model_of(tmp_path)
+
+
+def test_a_new_database_leaves_no_temporary_file(path):
+    with SpeakerDB.open(path, MODEL) as db:
+        db.enroll("alice", [[1.0, 0.0]], ["a.wav"])
+    assert sorted(os.listdir(path.parent)) == ["speakers.db"]
+
+
+def test_a_database_another_process_created_meanwhile_is_used(path, monkeypatch):
+    real_link = os.link
+
+    def another_process_first(source, target):
+        monkeypatch.setattr(os, "link", real_link)
+        with SpeakerDB.open(target, MODEL) as other:
+            other.enroll("first", [[1.0, 0.0]], ["f.wav"])
+        real_link(source, target)  # FileExistsError: the other one is there
+
+    monkeypatch.setattr(os, "link", another_process_first)
+    with SpeakerDB.open(path, MODEL) as db:
+        assert db.names() == ["first"]
+    assert sorted(os.listdir(path.parent)) == ["speakers.db"]
+
+
+def test_without_hard_links_a_new_database_is_copied_into_place(path, monkeypatch):
+    def no_links(source, target):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    with SpeakerDB.open(path, MODEL) as db:
+        db.enroll("alice", [[1.0, 0.0]], ["a.wav"])
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and sorted(os.listdir(path.parent)) == ["speakers.db"]
+    with SpeakerDB.open(path, MODEL, create=False) as db:
+        assert db.names() == ["alice"]
+
+
+def test_enroll_new_leaves_out_recordings_the_speaker_has(path):
+    with SpeakerDB.open(path, MODEL) as db:
+        first, repeated = db.enroll_new("alice", [[1.0, 0.0], [0.0, 1.0]], ["a.wav", "b.wav"])
+        assert (first.count, repeated) == (2, {})
+        # the same audio under another name (any scale: embeddings are compared normalised), and a new one
+        second, repeated = db.enroll_new("alice", [[3.0, 0.0], [1.0, 1.0]], ["copy.wav", "c.wav"])
+        assert (second.sources, repeated) == (["a.wav", "b.wav", "c.wav"], {0: "a.wav"})
+        same, repeated = db.enroll_new("alice", [[0.0, 2.0]], ["b-again.wav"])  # nothing new
+        assert repeated == {0: "b.wav"}
+        assert (same.count, same.updated, same.sources) == (3, second.updated, second.sources)
+        np.testing.assert_allclose(same.embedding, second.embedding)
+        bob, repeated = db.enroll_new("bob", [[1.0, 0.0], [2.0, 0.0]], ["x.wav", "y.wav"])  # twice in one call
+        assert (bob.sources, repeated) == (["x.wav"], {1: "x.wav"})
+        again, repeated = db.enroll_new("alice", [[1.0, 0.0]], ["a.wav"], replace=True)
+        assert (again.sources, repeated) == (["a.wav"], {})
+        assert db.enroll("bob", [[1.0, 0.0]], ["x.wav"]).count == 2  # enroll itself stores what it is given

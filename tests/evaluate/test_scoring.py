@@ -45,8 +45,9 @@ def test_embeddings_round_trip(tmp_path, rng, suffix):
 def test_npz_is_loaded_without_pickle(tmp_path):
     path = tmp_path / "emb.npz"
     np.savez(path, ids=np.array([{"evil": 1}], dtype=object), embeddings=np.zeros((1, 2)))
-    with pytest.raises(EmbeddingsError, match="emb.npz"):
+    with pytest.raises(EmbeddingsError, match="emb.npz: unreadable or corrupt embeddings file") as caught:
         load_embeddings(path)
+    assert "allow_pickle" not in str(caught.value)  # numpy's advice to load it unsafely is not passed on
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
@@ -55,8 +56,14 @@ def test_corrupt_or_missing_embeddings_file(tmp_path, suffix):
     with pytest.raises(EmbeddingsError, match="no such file"):
         load_embeddings(path)
     path.write_bytes(b"this is not an embeddings file at all")
-    with pytest.raises(EmbeddingsError, match=f"emb\\{suffix}: corrupt"):
+    with pytest.raises(EmbeddingsError, match=f"emb\\{suffix}: unreadable or corrupt embeddings file") as caught:
         load_embeddings(path)
+    assert "pickle" not in str(caught.value)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(EmbeddingsError, match=f"emb\\{suffix}: is a directory"):
+        load_embeddings(path)
+    path.rmdir()
     path.write_bytes(b"")
     with pytest.raises(EmbeddingsError, match="empty"):
         load_embeddings(path)

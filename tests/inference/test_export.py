@@ -173,3 +173,58 @@ def test_torchscript_export_carries_the_metadata_and_the_level_step(weights, tmp
     meta = read_metadata(out)
     assert meta["frontend"] == model.settings.to_dict() and meta["level_in_graph"] == report["level_in_graph"]
     assert meta["model_fingerprint"] == model.fingerprint
+
+
+def _calibration_file(path, model: str | None):
+    from voxmetric.evaluate.calibration import Calibration
+    from voxmetric.evaluate.operating_point import CalibrationResult
+
+    CalibrationResult(calibration=Calibration(7.0, -2.0), threshold=0.3, threshold_ci=(0.2, 0.4), eer=0.1,
+                      eer_ci=(0.05, 0.2), far=0.1, frr=0.1, target_far=None, n_target=10, n_nontarget=10,
+                      model=model).save(path)
+    return path
+
+
+def test_export_refuses_a_calibration_made_for_another_model(weights, tmp_path, capsys):
+    other = _calibration_file(tmp_path / "other.json", load_model(weights["ecapa"]).fingerprint)
+    out = tmp_path / "w.safetensors"
+    assert main(["export", str(weights["sinctdnn"]), "--format", "safetensors", str(out),
+                 "--calibration", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("voxmetric: error: ") and err.count("\n") == 1
+    assert "other.json: calibration made for model 'ecapa:sha256:" in err and "not 'tiny:sha256:" in err
+    assert not out.exists()
+    # this model's own calibration is carried into the weights file
+    own = _calibration_file(tmp_path / "own.json", load_model(weights["sinctdnn"]).fingerprint)
+    assert main(["export", str(weights["sinctdnn"]), "--format", "safetensors", str(out),
+                 "--calibration", str(own), "-q"]) == 0
+    exported = load_model(out)
+    assert exported.threshold == pytest.approx(0.3) and exported.calibration.scale == pytest.approx(7.0)
+
+
+@pytest.mark.parametrize("format, name, expected", [("onnx", "m.safetensors", "*.onnx"), ("onnx", "m.pt", "*.onnx"),
+                                                    ("torchscript", "m.onnx", "*.pt"),
+                                                    ("torchscript", "m.safetensors", "*.pt")])
+def test_export_refuses_a_name_of_another_format(weights, tmp_path, capsys, format, name, expected):
+    out = tmp_path / name
+    out.write_bytes(b"an earlier file")
+    assert main(["export", str(weights["sinctdnn"]), "--format", format, str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "usage: voxmetric export" in err and f"{name}: a {out.suffix} name is for" in err and expected in err
+    assert out.read_bytes() == b"an earlier file"
+
+
+def test_export_to_an_unwritable_path_fails_before_exporting(weights, tmp_path, capsys, monkeypatch):
+    from voxmetric.deploy import exporting
+
+    def never(*args, **kwargs):
+        raise AssertionError("exported before checking the output path")
+
+    monkeypatch.setattr(exporting, "export_network", never)
+    monkeypatch.setattr(exporting, "export_pretrained", never)
+    (tmp_path / "file").write_text("x")
+    for format, out in [("onnx", tmp_path / "file" / "m.onnx"), ("safetensors", tmp_path / "file" / "m.safetensors"),
+                        ("torchscript", tmp_path)]:
+        assert main(["export", str(weights["sinctdnn"]), "--format", format, str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"voxmetric: error: {out}: cannot write (") and err.count("\n") == 1

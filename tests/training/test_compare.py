@@ -57,7 +57,7 @@ def test_compare_two_seeds_writes_tables_tests_and_curves(tmp_path, tiny_corpus,
     for name in ("det.png", "training_curves.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert "| loss | EER % per seed" in capsys.readouterr().out
-    assert main(["compare", str(config), "--losses", "aam,nope", "--out", str(tmp_path / "x")]) == 1
+    assert main(["compare", str(config), "--losses", "aam,nope", "--out", str(tmp_path / "x")]) == 2
     assert "unknown loss 'nope'" in capsys.readouterr().err
 
 
@@ -139,8 +139,9 @@ def test_compare_jobs_needs_a_fixed_thread_count_and_a_batch_budget(tmp_path, ti
     assert main(["compare", str(config), "--losses", "aam", "--jobs", "2", "--threads", "1", "--budget", "1min",
                  "--out", out]) == 1
     assert "give the budget in batches" in capsys.readouterr().err
-    assert main(["compare", str(config), "--losses", "aam", "--jobs", "0", "--threads", "1", "--out", out]) == 1
-    assert "--jobs must be a positive number" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        main(["compare", str(config), "--losses", "aam", "--jobs", "0", "--threads", "1", "--out", out])
+    assert caught.value.code == 2 and "argument --jobs: must be at least 1, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow

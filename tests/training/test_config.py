@@ -86,10 +86,36 @@ def test_saved_config_loads_back_identically(tmp_path):
 def test_missing_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yml")
+    with pytest.raises(ConfigError, match="is a directory, not a config file"):
+        load_config(tmp_path)
     bad = tmp_path / "bad.yml"
-    bad.write_text("data: [unclosed")
-    with pytest.raises(ConfigError, match="invalid YAML"):
+    bad.write_text("seed: 1\ndata: [unclosed")
+    with pytest.raises(ConfigError) as caught:
         load_config(bad)
+    assert str(caught.value) == (f"{bad}, line 2, column 16: invalid YAML: expected ',' or ']', but got "
+                                 f"'<stream end>' (while parsing a flow sequence)")
+    binary = tmp_path / "x.wav"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match=rf"^{binary}: not a UTF-8 text YAML config"):
+        load_config(binary)
+    with pytest.raises(ConfigError, match=r"^override 'seed=\[': invalid YAML value \(.*\)$"):
+        load_config(_write(tmp_path, {}), ["seed=["])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optimizer.lr=nan", "optimizer.lr must be a finite number, got nan"),  # YAML 1.1 reads 'nan' as text
+    ("optimizer.lr=.nan", "optimizer.lr must be a finite number, got nan"),  # and '.nan' as a float
+    ("optimizer.lr=-inf", "optimizer.lr must be a finite number, got -inf"),
+    ("training.max_time_s=.inf", "training.max_time_s must be a finite number, got inf"),
+    ("data.augmentation.snr_db=[5, .inf]", r"data.augmentation.snr_db\[1\] must be a finite number, got inf"),
+    ("validation.frontend_candidates=[{window_s: .nan}]",
+     r"validation.frontend_candidates\[0\].window_s must be a finite number, got nan"),
+    ("seed=-1", "seed must be >= 0, got -1"),
+])
+def test_non_finite_floats_and_negative_seeds_are_refused(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, {}), [override])
+    assert load_config(_write(tmp_path, {}), ["description=nan"]).description == "nan"  # text stays text
 
 
 def test_learning_rate_schedules():
@@ -109,6 +135,9 @@ def test_compare_budget_and_run_configs():
     for bad in ("0", "-3", "fast", "min"):
         with pytest.raises(ConfigError, match="--budget"):
             parse_budget(bad)
+    for not_positive in ("0", "-3", "0min", "nanmin", "infmin"):
+        with pytest.raises(ConfigError, match=f"--budget '{not_positive}' must be positive"):
+            parse_budget(not_positive)
     base = config_from_dict({"loss": {"name": "aam", "params": {"scale": 30.0}},
                              "training": {"batches_per_epoch": 100}})
     run = run_config(base, "triplet", budget_batches=250, budget_s=None)

@@ -126,7 +126,9 @@ def test_corrupt_last_checkpoint_names_the_previous_one(tmp_path, tiny_corpus, c
     assert f"the previous checkpoint {previous} (epoch 1, batch 3) is intact" in err
     shutil.copy(previous, last)
     assert main(["train", str(path), "--out", str(exp), "-q", "--resume", "--set", "validation.trials=null"]) == 0
-    assert "resuming at epoch 2, batch 1 (3 batches done)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "resuming at epoch 2, batch 1 (3 batches done)" in out
+    assert "initialised from" not in out  # the weights come from the checkpoint
     assert [r["batch"] for r in _records(exp) if "loss" in r] == [1, 2, 3, 4, 5, 6]  # no duplicates
 
 

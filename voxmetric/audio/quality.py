@@ -199,7 +199,8 @@ def _warnings(speech_s: float, snr_db: float, clipped: float, original_hz: int,
         warnings.append(f"only {speech_s:.2f} s of speech (at least {MIN_SPEECH_DURATION_S} s recommended): "
                         f"the score is unreliable; use a longer recording")
     if snr_db < MIN_SNR_DB:
-        warnings.append(f"very noisy recording (estimated SNR {snr_db:.1f} dB, below {MIN_SNR_DB:g} dB): "
+        shown = round(snr_db, 1) + 0.0  # + 0.0: -0.04 dB is "0.0 dB", never "-0.0 dB"
+        warnings.append(f"very noisy recording (estimated SNR {shown:.1f} dB, below {MIN_SNR_DB:g} dB): "
                         f"the score is unreliable")
     if clipped > MAX_CLIPPING_RATIO:
         warnings.append(f"{100 * clipped:.1f}% of samples are clipped (more than {100 * MAX_CLIPPING_RATIO:g}%): "

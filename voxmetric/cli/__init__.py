@@ -17,6 +17,7 @@ import sys
 
 from ..errors import Interrupted, UsageError, VoxmetricError
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_STATUS_HELP, EXIT_USAGE  # noqa: F401
+from .common import _Formatter
 from .deployment import add_calibrate, add_enroll, add_identify, add_serve, add_speakers, add_verify
 from .evaluation import add_embed, add_eval, add_export, add_score
 from .experiments import add_compare, add_demo, add_synth, add_train
@@ -39,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxmetric",
         description="End-to-end speaker verification with metric learning.",
-        epilog=f"Run 'voxmetric COMMAND --help' for a command's options and an example.\n{EXIT_STATUS_HELP}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Run 'voxmetric COMMAND --help' for a command's options and an example.\n\n{EXIT_STATUS_HELP}",
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"voxmetric {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -53,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = parser.parse_known_args(argv)
     command_parser = getattr(args, "command_parser", parser)
+    before = argv[:argv.index(args.command)]
+    if before:
+        # Only --help and --version come before the command; the command's own options go after it.
+        parser.error(f"unrecognized arguments before the command '{args.command}': {' '.join(before)} "
+                     f"(a command's options go after its name: 'voxmetric {args.command} -q ...')")
     if extra and command_parser is not parser:
         # Files after options ('embed MODEL --root DIR a.wav b.wav'): parse the command's own arguments
         # intermixed; what is still unknown is reported with the command's usage, not the top-level one.

@@ -17,8 +17,22 @@ EXIT_STATUS_HELP = ("exit status: 0 success, 1 error (one line on stderr, nothin
 
 _MODEL_HELP = "bundled model name (sinctdnn-aam, ecapa-aam), exported .safetensors file or training checkpoint"
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the epilog's example lines; appends each option's default to its help."""
+class _Formatter(argparse.HelpFormatter):
+    """Wraps descriptions and epilogs to the help's width like the options, keeping indented
+    lines (the examples) as written; appends each option's default to its help."""
+
+    def _fill_text(self, text, width, indent):
+        import textwrap
+
+        paragraphs = []
+        for paragraph in text.strip("\n").split("\n\n"):
+            lines = paragraph.splitlines()
+            if any(line.startswith(" ") for line in lines):  # 'example:' and its command lines
+                paragraphs.append("\n".join(indent + line for line in lines))
+            else:
+                paragraphs.append(textwrap.fill(" ".join(paragraph.split()), width, initial_indent=indent,
+                                                subsequent_indent=indent, break_on_hyphens=False))
+        return "\n\n".join(paragraphs)
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -31,12 +45,25 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 def _command(sub, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
-    import textwrap
-
-    parser = sub.add_parser(name, help=help, description=textwrap.fill(description, 88, break_on_hyphens=False), formatter_class=_Formatter,
+    parser = sub.add_parser(name, help=help, description=description, formatter_class=_Formatter,
                             epilog=f"example:\n  {example}\n\n{EXIT_STATUS_HELP}")
     parser.set_defaults(command_parser=parser)
     return parser
+
+def int_at_least(minimum: int):
+    """An argparse ``type``: an integer >= ``minimum``, else a usage error naming the option
+    (``argument --top: must be at least 2, got -5``, exit status 2 with the command's usage)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 # --- shared options ----------------------------------------------------------------------
@@ -70,6 +97,14 @@ def _load(args):
 
     return load_model(args.model, device=args.device, calibration=getattr(args, "calibration", None),
                       vad=not args.no_vad)
+
+def _check_outputs(*paths: str | None) -> None:
+    """Before any long work, refuse outputs that could not be written (:func:`check_writable
+    <voxmetric.fileio.check_writable>`, which probes with a temporary file)."""
+    from ..fileio import check_writable
+
+    for path in filter(None, paths):
+        check_writable(path)
 
 def _warner(args):
     """The per-file quality-warning printer (silent with -q)."""

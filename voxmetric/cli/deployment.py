@@ -6,8 +6,23 @@ import sys
 
 from ..errors import UsageError
 from ..evaluate.metrics import DEFAULT_N_BOOTSTRAP
-from .common import (EXIT_OK, _add_batch_output, _add_model, _add_quiet, _add_skip_errors, _command,
-                    _finish, _load, _warn, _warner)
+from .common import (EXIT_OK, _MODEL_HELP, _add_batch_output, _add_model, _add_quiet, _add_skip_errors, _command,
+                     _finish, _load, _warn, _warner, int_at_least)
+
+
+def _check_out(path: str | None) -> None:
+    """An output file that could not be written is an error now, before the model loads and
+    anything is embedded (``-`` and no file: standard output)."""
+    from ..fileio import check_writable
+
+    if path not in (None, "-"):
+        check_writable(path)
+
+
+def _check_one_result_output(args) -> None:
+    if args.json and (args.out or args.format):
+        raise UsageError("--json prints the result as one JSON object; --out / --format write it as a row like "
+                         "the batch modes: give one or the other")
 
 
 def add_verify(sub) -> None:
@@ -15,8 +30,9 @@ def add_verify(sub) -> None:
                  "Compare two recordings (or one with an enrolled speaker: --db, --name) with a model: cosine "
                  "score, calibrated log-likelihood ratio and the decision at the model's threshold. Batch "
                  "modes load the model once: --trials FILE scores a VoxCeleb/Kaldi trial list, --db DB "
-                 "--list FILE verifies 'NAME PATH' lines; each file is embedded once. Non-speech is trimmed "
-                 "first; quality problems are warned about on stderr. Exit status 0 whatever the decisions.",
+                 "--list FILE verifies 'NAME PATH' lines; each file is embedded once. --out / --format write "
+                 "one pair's decision as a row too. Non-speech is trimmed first; quality problems are warned "
+                 "about on stderr. Exit status 0 whatever the decisions.",
                  "voxmetric verify sinctdnn-aam a.wav b.wav\n"
                  "  voxmetric verify sinctdnn-aam --trials trials.txt --out decisions.jsonl --skip-errors")
     _add_model(p)
@@ -33,12 +49,15 @@ def add_verify(sub) -> None:
     p.set_defaults(func=_run_verify)
 
 def _run_verify(args) -> int:
-    from ..deploy.enroll import (VERIFY_LIST_COLUMNS, VERIFY_TRIALS_COLUMNS, verify_enrolled, verify_list,
-                                verify_mode, verify_trials)
+    from ..deploy.enroll import (VERIFY_LIST_COLUMNS, VERIFY_PAIR_COLUMNS, VERIFY_TRIALS_COLUMNS, verify_enrolled,
+                                 verify_list, verify_mode, verify_trials)
     from ..fileio import dumps_json
     from ..inference.batch import format_from_name, write_rows
 
     mode = verify_mode(args.audio, args.db, args.name, args.trials, args.list)
+    if mode in ("pair", "enrolled"):
+        _check_one_result_output(args)
+    _check_out(args.out)
     model = _load(args)
     options = dict(skip_errors=args.skip_errors, progress=not args.quiet, on_warning=_warner(args))
     if mode in ("trials", "list"):
@@ -53,10 +72,18 @@ def _run_verify(args) -> int:
     if mode == "enrolled":
         result = verify_enrolled(model, args.db, args.name, args.audio[0])
         enrol, test = f"{args.name} ({args.db})", args.audio[0]
+        row, columns = {"name": args.name, "path": test}, VERIFY_LIST_COLUMNS
     else:
         result = model.verify(*args.audio)
         enrol, test = args.audio
+        row, columns = {"enrol": enrol, "test": test}, VERIFY_PAIR_COLUMNS
     _warn(args, result.warnings)
+    if args.out or args.format:  # the row batch mode would write for this pair
+        row.update(score=result.score, llr=result.llr, accepted=result.accepted, threshold=result.threshold)
+        write_rows([row], args.out, format_from_name(args.out, args.format), columns)
+        if args.out:
+            print(f"wrote 1 decision to {args.out}", file=sys.stderr)
+        return EXIT_OK
     if args.json:
         print(dumps_json({"enrol": enrol, "test": test, "model": args.model, **result.to_dict()}))
         return EXIT_OK
@@ -69,7 +96,9 @@ def add_calibrate(sub) -> None:
     p = _command(sub, "calibrate", "fit score calibration and threshold on your own labelled pairs",
                  "Embed and score your own trial list (LABEL A B per line), fit the score -> "
                  "log-likelihood-ratio calibration and choose the threshold (the EER point, or "
-                 "--target-far), with bootstrap 95% confidence intervals.",
+                 "--target-far), with 95% confidence intervals: the threshold's by bootstrap; the EER's is "
+                 "the bootstrap interval united with the exact (Clopper-Pearson) interval of the error "
+                 "count, so on few pairs it is wider than the bootstrap-only interval of 'voxmetric eval'.",
                  "voxmetric calibrate sinctdnn-aam --trials my_pairs.txt --out cal.json")
     _add_model(p, calibration=False)
     p.add_argument("--trials", required=True, metavar="TRIALS", help="your labelled pairs")
@@ -77,7 +106,8 @@ def add_calibrate(sub) -> None:
     p.add_argument("-o", "--out", default="calibration.json", metavar="CAL.json", help="calibration file to write")
     p.add_argument("--target-far", type=float, metavar="F",
                    help="threshold for this false-acceptance rate (default: the EER point)")
-    p.add_argument("--bootstrap", type=int, default=DEFAULT_N_BOOTSTRAP, metavar="N", help="bootstrap rounds")
+    p.add_argument("--bootstrap", type=int_at_least(1), default=DEFAULT_N_BOOTSTRAP, metavar="N",
+                   help="bootstrap rounds")
     _add_skip_errors(p)
     _add_quiet(p)
     p.set_defaults(func=_run_calibrate)
@@ -85,6 +115,9 @@ def add_calibrate(sub) -> None:
 def _run_calibrate(args) -> int:
     from ..deploy.calibrate import calibrate_pairs
 
+    if args.target_far is not None and not 0 < args.target_far < 1:
+        raise UsageError(f"--target-far must be between 0 and 1 (exclusive), got {args.target_far:g}")
+    _check_out(args.out)
     result, failures = calibrate_pairs(_load(args), args.trials, audio_root=args.root, target_far=args.target_far,
                                        n_bootstrap=args.bootstrap, skip_errors=args.skip_errors,
                                        progress=not args.quiet, on_warning=_warner(args))
@@ -95,14 +128,16 @@ def _run_calibrate(args) -> int:
     point = f"FAR {args.target_far:g}" if args.target_far else "the EER point"
     print(f"EER {result.eer * 100:.2f}% (95% CI {elow * 100:.2f}-{ehigh * 100:.2f}) on {result.n_target} target / "
           f"{result.n_nontarget} non-target pairs\nthreshold {result.threshold:.4f} at {point} "
-          f"(95% CI {tlow:.4f}-{thigh:.4f}); LLR = {result.scale:.3f} * score {result.offset:+.3f}\n"
+          f"(95% CI {tlow:.4f}-{thigh:.4f}); LLR = {result.scale:.3f} * score "
+          f"{'-' if result.offset < 0 else '+'} {abs(result.offset):.3f}\n"
           f"wrote {args.out}: use it with --calibration {args.out}")
     return _finish(failures, args.out)
 
 def add_enroll(sub) -> None:
     p = _command(sub, "enroll", "enrol a speaker from recordings into a speaker database",
                  "Embed the recordings, average them in the normalised embedding space and store the speaker "
-                 "in DB (an SQLite file, created if missing, tied to the model).",
+                 "in DB (an SQLite file, created if missing, tied to the model). A recording the speaker has "
+                 "already (the same audio, under any name) is not added again.",
                  "voxmetric enroll sinctdnn-aam --name alice alice1.wav alice2.wav --db speakers.db")
     _add_model(p, calibration=False)
     p.add_argument("--name", required=True, help="the speaker's name")
@@ -116,22 +151,26 @@ def add_enroll(sub) -> None:
 def _run_enroll(args) -> int:
     from ..deploy.enroll import enroll_files
 
+    _check_out(args.db)
     result = enroll_files(_load(args), args.db, args.name, args.audio, replace=args.replace,
                           progress=not args.quiet, skip_errors=args.skip_errors, on_warning=_warner(args))
-    print(f"enrolled '{result.speaker.name}' in {args.db}: {result.speaker.count} recording(s) in all")
+    repeated = (f" ({len(result.repeated)} of the given recording(s) enrolled already: not added again)"
+                if result.repeated else "")
+    print(f"enrolled '{result.speaker.name}' in {args.db}: {result.speaker.count} recording(s) in all{repeated}")
     return _finish(result.failures, args.db)
 
 def add_identify(sub) -> None:
     p = _command(sub, "identify", "who is speaking? the closest enrolled speakers",
                  "Rank the speakers of a database by similarity to a recording; --list FILE does it for many "
-                 "recordings with one model load (JSON Lines, or TSV one row per candidate).",
+                 "recordings with one model load (JSON Lines, or TSV one row per candidate; --out / --format "
+                 "write one recording's candidates the same way).",
                  "voxmetric identify sinctdnn-aam unknown.wav --db speakers.db --top 3\n"
                  "  voxmetric identify sinctdnn-aam --db speakers.db --list calls.txt --out who.tsv")
     _add_model(p)
     p.add_argument("audio", nargs="?", metavar="AUDIO", help="the recording (or --list FILE)")
     p.add_argument("--db", required=True, metavar="DB", help="speaker database written by 'voxmetric enroll'")
     p.add_argument("--list", metavar="FILE", help="batch: one recording path per line")
-    p.add_argument("--top", type=int, default=3, metavar="N", help="candidates to show")
+    p.add_argument("--top", type=int_at_least(1), default=3, metavar="N", help="candidates to show")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object (one recording)")
     _add_batch_output(p)
     _add_skip_errors(p)
@@ -145,6 +184,9 @@ def _run_identify(args) -> int:
 
     if bool(args.audio) == bool(args.list):
         raise UsageError("give one recording or --list FILE")
+    if args.audio:
+        _check_one_result_output(args)
+    _check_out(args.out)
     if args.list:
         paths = [row[0] for row in read_list(args.list)]
         model = _load(args)
@@ -157,6 +199,13 @@ def _run_identify(args) -> int:
         return _finish(batch.failures, args.out)
     result = identify(_load(args), args.db, args.audio, top=args.top)
     _warn(args, result.warnings)
+    if args.out or args.format:  # the rows batch mode would write for this recording
+        fmt = format_from_name(args.out, args.format)
+        rows = [result.to_dict()]
+        write_rows(identification_rows(rows) if fmt == "tsv" else rows, args.out, fmt, IDENTIFY_COLUMNS)
+        if args.out:
+            print(f"wrote 1 identification to {args.out}", file=sys.stderr)
+        return EXIT_OK
     if args.json:
         print(dumps_json(result.to_dict()))
         return EXIT_OK
@@ -172,11 +221,12 @@ def add_speakers(sub) -> None:
                  "belongs to (on stderr). MODEL is optional: the database records its model's fingerprint; "
                  "given, it must match.",
                  "voxmetric speakers --db speakers.db")
-    _add_model(p, calibration=False, optional=True)
+    p.add_argument("model", metavar="MODEL", nargs="?", help=_MODEL_HELP)
     p.add_argument("--db", required=True, metavar="DB", help="speaker database")
     p.add_argument("--remove", metavar="NAME", help="remove this speaker")
     _add_quiet(p)
-    p.set_defaults(func=_run_speakers)
+    # Only the model's fingerprint is used: no --device or --no-vad to choose.
+    p.set_defaults(func=_run_speakers, device="cpu", no_vad=False)
 
 def _run_speakers(args) -> int:
     from ..deploy.enroll import list_speakers, remove_speaker

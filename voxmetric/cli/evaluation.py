@@ -7,8 +7,8 @@ import sys
 from ..errors import UsageError
 from ..evaluate.metrics import DEFAULT_N_BOOTSTRAP
 from ..evaluate.scoring import DEFAULT_TOP_N
-from .common import (EXIT_OK, _MODEL_HELP, _add_model, _add_quiet, _add_skip_errors,
-                    _command, _finish, _load, _warner)
+from .common import (EXIT_OK, _MODEL_HELP, _add_model, _add_quiet, _add_skip_errors, _check_outputs,
+                    _command, _finish, _load, _warner, int_at_least)
 
 
 def add_embed(sub) -> None:
@@ -33,11 +33,15 @@ def add_embed(sub) -> None:
     p.set_defaults(func=_run_embed)
 
 def _run_embed(args) -> int:
-    from ..inference.batch import embed_to_file, gather_inputs
+    from ..evaluate.embeddings import check_embeddings_output
+    from ..inference.batch import embed_to_file, errors_path, gather_inputs
 
+    changes = window_settings(args.window, args.step)
+    check_embeddings_output(args.out)
+    _check_outputs(args.out, errors_path(args.out) if args.skip_errors else None)
     ids, paths = gather_inputs(args.audio, args.list, args.root)
     model = _load(args)
-    model.set_frontend(**window_settings(args.window, args.step))
+    model.set_frontend(**changes)
     (count, dim), failures = embed_to_file(model, ids, paths, args.out, skip_errors=args.skip_errors,
                                            progress=not args.quiet, on_warning=_warner(args))
     print(f"wrote {count} embeddings of dimension {dim} to {args.out}")
@@ -64,23 +68,28 @@ def add_export(sub) -> None:
     p = _command(sub, "export", "export a model to ONNX, TorchScript or a voxmetric weights file",
                  "ONNX / TorchScript: the inference network (batch, samples) -> (batch, embedding_dim), "
                  "any length from the network's minimum (printed), checked against PyTorch after writing; "
-                 "level normalisation is in the graph where the network allows it, and what a runtime must do "
-                 "outside it (sample rate, VAD, windows, level if not in the graph, threshold, calibration) is "
-                 "in the file's metadata (README, 'Deploying an exported model'). safetensors: a voxmetric weights file with the front-end "
-                 "settings, calibration and threshold, usable as MODEL by every command.",
+                 "level normalisation is in the graph where the network allows it; what a runtime must do "
+                 "outside it (sample rate, high-pass, VAD, windows, level if not in the graph) and the model's "
+                 "threshold, calibration and fingerprint are in the file's metadata (README, 'Deploying an "
+                 "exported model'). safetensors: a voxmetric weights file with the front-end settings, "
+                 "calibration and threshold, usable as MODEL by every command.",
                  "voxmetric export exp/aam/checkpoints/best.pt --format safetensors aam.safetensors "
                  "--calibration cal.json")
     p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="output format")
-    p.add_argument("out", metavar="OUT", help="file to write (.onnx, .pt, .safetensors)")
+    p.add_argument("out", metavar="OUT", help="file to write: *.onnx, *.pt (TorchScript) or *.safetensors; a name "
+                                              "ending as another format's is refused")
     p.add_argument("--calibration", metavar="CAL.json",
-                   help="safetensors: store this calibration and threshold (default: the model's)")
+                   help="safetensors: store this calibration and threshold, made for this model by 'voxmetric "
+                        "calibrate' (default: the model's)")
     _add_quiet(p)
     p.set_defaults(func=_run_export)
 
 def _run_export(args) -> int:
-    from ..deploy.exporting import export_model
+    from ..deploy.exporting import check_ending, export_model
 
+    check_ending(args.format, args.out)
+    _check_outputs(args.out)
     report = export_model(args.model, args.format, args.out, calibration=args.calibration)
     if args.format == "safetensors":
         calibrated = "with calibration" if report["calibrated"] else "without calibration (use --calibration)"
@@ -106,9 +115,10 @@ def add_score(sub) -> None:
     p.add_argument("--trials", required=True, metavar="TRIALS", help="trial list")
     p.add_argument("--embeddings", required=True, metavar="EMB_FILE", help="embeddings of the trial files")
     p.add_argument("--root", metavar="DIR", help="the trial keys are relative to DIR and the embedding ids "
-                                                 "absolute paths: match them as files")
+                                                 "absolute paths: match them as files (ids already equal to "
+                                                 "the keys, as 'embed --root' stores them, match as they are)")
     p.add_argument("--snorm", metavar="COHORT_EMB", help="cohort embeddings for adaptive s-norm")
-    p.add_argument("--top", type=int, default=DEFAULT_TOP_N, metavar="N",
+    p.add_argument("--top", type=int_at_least(2), default=DEFAULT_TOP_N, metavar="N",
                    help="cohort scores kept per side (at most the cohort's size)")
     p.add_argument("-o", "--out", required=True, metavar="SCORES", help="output: 'score path1 path2' per line")
     _add_quiet(p)
@@ -117,9 +127,10 @@ def add_score(sub) -> None:
 def _run_score(args) -> int:
     from ..evaluate.pipeline import score_file
 
+    _check_outputs(args.out)
     summary = score_file(args.trials, args.embeddings, args.out, cohort_path=args.snorm, top_n=args.top,
                          root=args.root)
-    kind = (f"adaptive s-norm (top {summary['top_n']} of a {summary['cohort_size']}-speaker cohort)"
+    kind = (f"adaptive s-norm (top {summary['top_n']} of a cohort of {summary['cohort_size']} embeddings)"
             if args.snorm else "cosine")
     print(f"wrote {summary['count']} {kind} scores to {args.out}")
     return EXIT_OK
@@ -136,18 +147,26 @@ def add_eval(sub) -> None:
     p.add_argument("--plot", metavar="DET.png", help="write a DET curve (.png, .pdf or .svg)")
     p.add_argument("--hist", metavar="HIST.png", help="write target / non-target score histograms (first system)")
     p.add_argument("-o", "--out", metavar="RESULTS.json", help="write metrics as JSON (and .md beside it)")
-    p.add_argument("--bootstrap", type=int, default=DEFAULT_N_BOOTSTRAP, metavar="N", help="bootstrap rounds for the CI")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
-    p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+    p.add_argument("--bootstrap", type=int_at_least(0), default=DEFAULT_N_BOOTSTRAP, metavar="N",
+                   help="bootstrap rounds for the CI (0: no CI)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="bootstrap random seed")
+    p.add_argument("--json", action="store_true",
+                   help="print the metrics as JSON on standard output (the summary lines go to stderr)")
     _add_quiet(p)
     p.set_defaults(func=_run_eval)
 
 def _run_eval(args) -> int:
-    from ..evaluate.pipeline import evaluate_score_files
+    from pathlib import Path
+
+    from ..evaluate.pipeline import check_plot_path, evaluate_score_files
     from ..fileio import dumps_json
 
+    check_plot_path("--plot", args.plot)
+    check_plot_path("--hist", args.hist)
+    _check_outputs(args.out, args.out and str(Path(args.out).with_suffix(".md")), args.plot, args.hist)
     metrics, written = evaluate_score_files(args.trials, args.scores, plot_path=args.plot, json_path=args.out,
                                             n_bootstrap=args.bootstrap, seed=args.seed, histogram_path=args.hist)
+    summary = sys.stderr if args.json else sys.stdout
     for name, result in metrics.items():
         ci = result["eer_ci"]
         ci_text = f" (95% CI {ci[0] * 100:.2f}-{ci[1] * 100:.2f})" if ci else ""
@@ -155,7 +174,7 @@ def _run_eval(args) -> int:
         print(f"{prefix}EER {result['eer'] * 100:.2f}%{ci_text}, "
               f"minDCF(0.01) {result['min_dcf'][0.01]['min_dcf']:.4f}, "
               f"minDCF(0.05) {result['min_dcf'][0.05]['min_dcf']:.4f}, "
-              f"{result['n_target']} target / {result['n_nontarget']} non-target trials")
+              f"{result['n_target']} target / {result['n_nontarget']} non-target trials", file=summary)
     if args.json:
         print(dumps_json(next(iter(metrics.values())) if len(metrics) == 1 else metrics))
     if written:

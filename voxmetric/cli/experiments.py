@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import UsageError
-from .common import EXIT_OK, _add_quiet, _command
+import os
+
+from ..errors import ConfigError, UsageError
+from .common import EXIT_OK, _add_quiet, _command, int_at_least
 
 
 def add_synth(sub) -> None:
@@ -11,16 +13,21 @@ def add_synth(sub) -> None:
                  "Generate the built-in corpus: VoxCeleb layout, train/val/test speakers, trials.",
                  "voxmetric synth data/synth --speakers 40 --utterances 12")
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the corpus to")
-    p.add_argument("--speakers", type=int, default=40, metavar="N", help="number of speakers")
-    p.add_argument("--utterances", type=int, default=12, metavar="K", help="utterances per speaker")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
+    p.add_argument("--speakers", type=int, default=40, metavar="N",
+                   help="number of speakers, at least 7 (test 4, validation 2, training the rest)")
+    p.add_argument("--utterances", type=int_at_least(2), default=12, metavar="K", help="utterances per speaker")
+    p.add_argument("--seed", type=int_at_least(0), default=0, metavar="S", help="random seed")
     p.add_argument("--overwrite", action="store_true", help="replace an existing corpus made with other settings")
     _add_quiet(p)
     p.set_defaults(func=_run_synth)
 
 def _run_synth(args) -> int:
-    from ..data.synth.corpus import synthesize
+    from ..data.synth.corpus import MIN_SPEAKERS_TO_TRAIN, split_sizes, synthesize
 
+    if args.speakers < MIN_SPEAKERS_TO_TRAIN:
+        sizes = split_sizes(MIN_SPEAKERS_TO_TRAIN)
+        raise UsageError(f"--speakers must be at least {MIN_SPEAKERS_TO_TRAIN} (test {sizes['test']}, validation "
+                         f"{sizes['val']}, then the training speakers), got {args.speakers}")
     print(synthesize(args.out_dir, speakers=args.speakers, utterances=args.utterances, seed=args.seed,
                      overwrite=args.overwrite, progress=not args.quiet))
     return EXIT_OK
@@ -54,6 +61,10 @@ def _run_train(args) -> int:
     if args.select_frontend_only:
         return _select_frontend(args, config, out)
     result = train(config, out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    if result.already_finished:
+        print(f"nothing to train: the run in {out} is finished ({result.already_finished}); "
+              f"checkpoints in {out}/checkpoints")
+        return EXIT_OK
     status = "interrupted, checkpoint saved" if result.interrupted else "done"
     best = f", best validation EER {result.best_eer:.2f}%" if result.best_eer is not None else ""
     print(f"training {status}: {result.epochs_done} epochs, {result.batches_done} batches{best}; "
@@ -89,7 +100,7 @@ def add_compare(sub) -> None:
     p.add_argument("--budget", metavar="N|Nmin",
                    help="training budget per run: a number of batches (default: the config's epochs), or minutes "
                         "with 'min' (e.g. 2min; then results depend on the machine's speed and load)")
-    p.add_argument("--seeds", type=int, metavar="N",
+    p.add_argument("--seeds", type=int_at_least(1), metavar="N",
                    help="train every loss N times (seeds config.seed .. +N-1); intervals and tests cover seeds "
                         "(default 1; with --reuse-runs: the earlier compare's)")
     p.add_argument("--reuse-runs", metavar="SOURCE_DIR",
@@ -99,26 +110,30 @@ def add_compare(sub) -> None:
     p.add_argument("--train-speakers", metavar="N,N,...",
                    help="repeat the comparison with nested subsets of this many training speakers and plot "
                         "scale.png (default: all speakers once)")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--threads", type=int_at_least(1), metavar="N",
                    help="torch intra-op threads, fixed so that floats are reproducible (default: torch's; "
                         "with --reuse-runs: the earlier compare's)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="train N runs at once, each in its own process with --threads threads (required with "
-                        "N > 1); the figures do not depend on N, only the wall time does (default 1)")
+    p.add_argument("--jobs", type=int_at_least(1), default=1, metavar="N",
+                   help="train N runs at once, each in its own process with --threads threads (--threads is "
+                        "required with N > 1); the figures do not depend on N, only the wall time does (default 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable; default: none)")
     _add_quiet(p)
     p.set_defaults(func=_run_compare)
 
 def _run_compare(args) -> int:
-    from ..training.compare import compare, compare_scale, parse_losses, parse_train_speakers
+    from ..training.compare import compare, compare_scale, parse_budget, parse_losses, parse_train_speakers
     from ..training.compare_runs import source_train_speakers
     from ..training.config import default_exp_dir, load_config
 
+    try:  # option values: usage errors, before the config is read
+        losses = parse_losses(args.losses) if args.losses is not None else None
+        train_speakers = parse_train_speakers(args.train_speakers)
+        parse_budget(args.budget)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
     config = load_config(args.config, args.set)
     out = args.out or default_exp_dir(args.config) + "-compare"
-    losses = parse_losses(args.losses) if args.losses is not None else None
-    train_speakers = parse_train_speakers(args.train_speakers)
     if train_speakers is None and args.reuse_runs:
         train_speakers = source_train_speakers(args.reuse_runs)
     if train_speakers:
@@ -145,9 +160,11 @@ def add_demo(sub) -> None:
     p.set_defaults(func=_run_demo)
 
 def _run_demo(args) -> int:
+    from ..fileio import check_writable
     from ..training.demo import run_demo
 
     if args.seeds < 3:
         raise UsageError(f"demo --seeds must be at least 3 (one seed cannot separate a loss from luck), "
                          f"got {args.seeds}")
+    check_writable(os.path.join(args.out, "corpus", "synth.json"))  # before the corpus and the trainings
     return run_demo(args.out, seeds=args.seeds, progress=not args.quiet)

@@ -82,21 +82,29 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
     skipped.
 
     Raises:
-        TrialsError: missing file, a line without exactly 3 fields, an unknown
-            label, or a list without trials; the message names file and line.
+        TrialsError: missing file, a folder, not UTF-8 text, a line without exactly
+            3 fields, an unknown label, or a list without trials; the message names
+            file and line.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise TrialsError(f"{path}: is a directory, not a trial list")
     if not os.path.isfile(path):
         raise TrialsError(f"{path}: no such trial list")
     trials: list[Trial] = []
     fmt = None
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            fmt = fmt or _detect_format(fields)
-            trials.append(_parse_line(fields, fmt, f"{path}, line {number}"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                fields = line.split()
+                if not fields:
+                    continue
+                fmt = fmt or _detect_format(fields)
+                trials.append(_parse_line(fields, fmt, f"{path}, line {number}"))
+    except UnicodeDecodeError:
+        raise TrialsError(f"{path}: not a UTF-8 text trial list (an audio file given as a trial list?)") from None
+    except OSError as error:
+        raise TrialsError(f"{path}: cannot read trial list ({error.strerror or error})") from None
     if not trials:
         raise TrialsError(f"{path}: trial list holds no trials")
     return trials

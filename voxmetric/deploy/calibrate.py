@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ..evaluate.operating_point import CalibrationResult, calibrate_from_scores
+from ..evaluate.operating_point import CalibrationResult, calibrate_from_scores, check_options
 from ..evaluate.metrics import DEFAULT_N_BOOTSTRAP
 from ..evaluate.pipeline import trial_scores
 
@@ -39,6 +39,7 @@ def calibrate_trials(model, trials_path: str | os.PathLike, audio_root: str | os
     Raises:
         TrialsError: unreadable list, or a file it names does not exist.
     """
+    check_options(target_far, n_bootstrap)  # before any embedding
     scores, labels = trial_scores(model, trials_path, audio_root, progress)
     return calibrate_from_scores(scores, labels.astype(bool), target_far=target_far, n_bootstrap=n_bootstrap,
                                  seed=seed, prior=prior,
@@ -60,6 +61,7 @@ def calibrate_pairs(model, trials_path: str | os.PathLike, audio_root: str | os.
 
     from .enroll import score_trial_pairs
 
+    check_options(target_far, n_bootstrap)  # before any embedding
     batch = score_trial_pairs(model, trials_path, audio_root, skip_errors=skip_errors, progress=progress,
                               on_warning=on_warning)
     if not batch.rows:

@@ -52,11 +52,13 @@ def enroll(model: SpeakerModel, db_path: str | os.PathLike, name: str, paths: li
 @dataclass
 class Enrolment:
     """What :func:`enroll_files` stored: the speaker, the recordings that failed (with
-    ``skip_errors``) and the quality warnings."""
+    ``skip_errors``), the quality warnings, and the recordings left out because the speaker
+    has them already (``{path: the enrolled source it repeats}``)."""
 
     speaker: Speaker
     failures: list[Failure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    repeated: dict[str, str] = field(default_factory=dict)
 
 
 def enroll_files(model: SpeakerModel, db_path: str | os.PathLike, name: str, paths: list[str],
@@ -66,6 +68,10 @@ def enroll_files(model: SpeakerModel, db_path: str | os.PathLike, name: str, pat
 
     Without ``skip_errors`` the first bad recording is an error and the database is not
     touched; with it the good recordings are enrolled and the bad ones returned as failures.
+
+    A recording the speaker has already (the same audio, enrolled earlier or given twice,
+    under any file name) is not added again, so that it never weighs twice in the speaker's
+    average (:meth:`SpeakerDB.enroll_new`): it is listed in ``repeated`` and warned about.
 
     Raises:
         VoxmetricError: a bad recording (without ``skip_errors``), or none usable.
@@ -78,9 +84,17 @@ def enroll_files(model: SpeakerModel, db_path: str | os.PathLike, name: str, pat
         raise VoxmetricError(f"none of the {len(paths)} recording(s) of '{name}' could be embedded: "
                              + "; ".join(f"{f.item}: {f.reason}" for f in done.failures[:3]))
     with SpeakerDB.open(db_path, model.fingerprint) as db:
-        speaker = db.enroll(name, np.stack([done.embeddings[p] for p in good]),
-                            sources=[os.path.basename(p) for p in good], replace=replace)
-    return Enrolment(speaker, done.failures, done.warnings)
+        speaker, repeats = db.enroll_new(name, np.stack([done.embeddings[p] for p in good]),
+                                         sources=[os.path.basename(p) for p in good], replace=replace)
+    repeated = {good[i]: source for i, source in repeats.items()}
+    warnings = list(done.warnings)
+    for path, source in repeated.items():
+        warning = (f"{path}: the same recording as '{source}', which '{speaker.name}' has already: "
+                   f"not added again")
+        warnings.append(warning)
+        if on_warning is not None:
+            on_warning(warning)
+    return Enrolment(speaker, done.failures, warnings, repeated)
 
 
 def identify(model: SpeakerModel, db_path: str | os.PathLike, path: str, top: int = 3) -> Identification:
@@ -145,6 +159,7 @@ def _decision(model: SpeakerModel, score: float, threshold: float) -> dict[str, 
 
 
 VERIFY_TRIALS_COLUMNS = ("enrol", "test", "label", "score", "llr", "accepted", "threshold")
+VERIFY_PAIR_COLUMNS = ("enrol", "test", "score", "llr", "accepted", "threshold")
 VERIFY_LIST_COLUMNS = ("name", "path", "score", "llr", "accepted", "threshold")
 IDENTIFY_COLUMNS = ("path", "rank", "name", "score", "llr", "accepted")
 

@@ -12,11 +12,16 @@ import os
 from typing import Any
 
 from ..errors import UsageError
+from ..fileio import check_writable
 from ..inference.export import FORMATS, export_network, export_pretrained
 from ..inference.loading import read_source
 
 EXPORT_FORMATS = FORMATS + ("safetensors",)
 """``voxmetric export --format`` choices."""
+
+ENDINGS = {"onnx": (".onnx",), "torchscript": (".pt", ".pth"), "safetensors": (".safetensors",)}
+"""Each format's file name endings: a name ending as another format's is refused (``model.safetensors``
+written as ONNX would replace a weights file by a file no command reads)."""
 
 
 def export_model(model_spec: str, format: str, out: str, calibration: str | None = None,
@@ -32,26 +37,49 @@ def export_model(model_spec: str, format: str, out: str, calibration: str | None
 
     Raises:
         UsageError: unknown format, ``--calibration`` with ONNX / TorchScript, a
-            safetensors name without the ending.
+            safetensors name without the ending, a name ending as another format's.
+        WriteError: ``out`` cannot be written (checked before the model is read).
         CheckpointError, ExportError: unreadable model, export failure.
+        VoxmetricError: a calibration made for another model.
     """
     if format not in EXPORT_FORMATS:
         raise UsageError(f"--format {format}: use one of {', '.join(EXPORT_FORMATS)}")
+    check_ending(format, out)
+    if format != "safetensors" and calibration:
+        raise UsageError("--calibration is stored only in safetensors exports (--format safetensors)")
+    check_writable(out)
     if format != "safetensors":
-        if calibration:
-            raise UsageError("--calibration is stored only in safetensors exports (--format safetensors)")
         return export_network(model_spec, format, out)
-    if not os.fspath(out).endswith(".safetensors"):
-        raise UsageError(f"{out}: a voxmetric weights file must end in .safetensors")
     source = read_source(model_spec)
     cal, threshold = source.calibration, source.threshold
     if calibration:
-        from ..evaluate.operating_point import CalibrationResult
+        from ..inference.speaker_model import load_model
 
-        fitted = CalibrationResult.load(calibration)
-        cal, threshold = fitted.calibration, fitted.threshold
+        # load_model refuses a calibration made for another model (its fingerprint check).
+        calibrated = load_model(model_spec, calibration=calibration)
+        cal, threshold = calibrated.calibration, calibrated.threshold
     report = export_pretrained(model_spec, out, calibration=cal, threshold=threshold,
                                embedding_settings=source.frontend,
                                description=source.description or f"exported from {os.fspath(model_spec)}",
                                training_info=source.training, dtype=dtype)
     return {"format": "safetensors", **report, "calibrated": cal is not None}
+
+
+def check_ending(format: str, out: str | os.PathLike) -> None:
+    """Refuse an output name whose ending is another format's (:data:`ENDINGS`); a safetensors
+    file must end in ``.safetensors`` (the ending is how every command recognises it).
+
+    Raises:
+        UsageError: naming the file and the ending expected.
+    """
+    name = os.fspath(out)
+    if format == "safetensors" and not name.endswith(".safetensors"):
+        raise UsageError(f"{out}: a voxmetric weights file must end in .safetensors")
+    other = next(((fmt, ending) for fmt, endings in ENDINGS.items() if fmt != format for ending in endings
+                  if name.lower().endswith(ending)), None)
+    if other:
+        raise UsageError(f"{out}: a {other[1]} name is for {_TITLES[other[0]]} files; name the {_TITLES[format]} "
+                         f"file {' or '.join('*' + ending for ending in ENDINGS[format])}")
+
+
+_TITLES = {"onnx": "ONNX", "torchscript": "TorchScript", "safetensors": "voxmetric weights"}

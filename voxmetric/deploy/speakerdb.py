@@ -44,7 +44,9 @@ meaningless.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -56,6 +58,10 @@ from .sqlite import _is_busy, _retry, _transaction, _use_wal
 
 SCHEMA_VERSION = 1
 _APPLICATION = "voxmetric-speakerdb"
+SAME_RECORDING_COSINE = 1 - 1e-5
+"""Two normalised embeddings at least this close are the same audio: under one model the same
+recording always gives the same embedding (up to float32 rounding), two different recordings
+never come near it (:meth:`SpeakerDB.enroll_new`)."""
 
 
 @dataclass(frozen=True, eq=False)  # eq would compare arrays ambiguously
@@ -111,11 +117,74 @@ def normalise_name(name: str) -> str:
     return unicodedata.normalize("NFC", name.strip())
 
 
+def _repeats(normalised: np.ndarray, sources: list[str], stored: list[tuple[str, bytes]]) -> dict[int, str]:
+    """Rows of ``normalised`` that are a recording in ``stored`` (source, embedding blob) or an
+    earlier row again: ``{row: the source name it repeats}``."""
+    known = [_from_blob(blob).astype(np.float64) for _, blob in stored]
+    names = [source for source, _ in stored]
+    repeats = {}
+    for i, vector in enumerate(normalised):
+        cosines = np.stack(known) @ vector if known else np.zeros(0)
+        if cosines.size and cosines.max() >= SAME_RECORDING_COSINE:
+            repeats[i] = names[int(cosines.argmax())]
+        else:
+            known.append(vector)
+            names.append(sources[i])
+    return repeats
+
+
 def _normalise_rows(embeddings: np.ndarray, what: str) -> np.ndarray:
     norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
     if not np.isfinite(embeddings).all() or (norms == 0).any():
         raise SpeakerDBError(f"{what}: embeddings must be finite and non-zero")
     return embeddings / norms
+
+
+def _check_existing(path: str) -> None:
+    """An existing ``path`` that cannot be a speaker database: a folder, or an empty file (a new
+    database is never empty: :func:`_create` puts it in place whole, so an empty file is someone
+    else's, e.g. notes made with ``touch``, and is not turned into a database)."""
+    if os.path.isdir(path):
+        raise SpeakerDBError(f"{path}: is a directory, not a speaker database")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise SpeakerDBError(f"{path}: exists and is not a speaker database (an empty file); left unchanged, "
+                             f"choose another file")
+
+
+def _create(path: str, model_id: str, timeout_s: float) -> None:
+    """Put a new, initialised database at ``path``: made in a temporary file beside it, then
+    linked into place, so no other process ever sees it half made. When another process
+    created ``path`` meanwhile, its file stays and is used. Readable by the owner only
+    (voiceprints; SQLite gives its -wal and -shm files this mode too).
+
+    Raises:
+        OSError, sqlite3.Error: the folder or the file cannot be made.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.new-")  # mode 0600
+    os.close(fd)
+    try:
+        connection = sqlite3.connect(tmp, timeout=timeout_s, isolation_level=None)
+        try:
+            SpeakerDB._initialise(connection, path, model_id)
+        finally:
+            connection.close()  # the last connection: SQLite folds the WAL into the file
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: that one is used
+        except OSError:  # no hard links on this file system: copy, never replacing an existing file
+            try:
+                target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return
+            with open(tmp, "rb") as source, os.fdopen(target, "wb") as copy:
+                shutil.copyfileobj(source, copy)
+    finally:
+        for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm", f"{tmp}-journal"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 class SpeakerDB:
@@ -150,17 +219,13 @@ class SpeakerDB:
         if not isinstance(model_id, str) or not model_id.strip():
             raise SpeakerDBError(f"{path}: model_id must be a non-empty string, got {model_id!r}")
         exists = os.path.exists(path)
-        # A 0-byte file (e.g. made by `touch`) is an empty SQLite database: initialise it.
-        has_content = exists and not os.path.isdir(path) and os.path.getsize(path) > 0
         if not exists and not create:
             raise SpeakerDBError(f"{path}: no such speaker database (enrol a speaker first to create it)")
-        if exists and os.path.isdir(path):
-            raise SpeakerDBError(f"{path}: is a directory, not a speaker database")
+        if exists:
+            _check_existing(path)
         try:
             if not exists:
-                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-                # Voiceprints: readable by the owner only (SQLite gives its -wal and -shm files this mode too).
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+                _create(path, model_id, timeout_s)
             connection = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
         except (OSError, sqlite3.Error) as error:
             if isinstance(error, FileExistsError):  # os.makedirs met a file where a folder should be
@@ -169,7 +234,7 @@ class SpeakerDB:
                 reason = getattr(error, "strerror", None) or str(error)
             raise SpeakerDBError(f"{path}: cannot open the speaker database ({reason})") from None
         try:
-            meta = _retry(path, lambda: cls._initialise(connection, path, model_id, has_content))
+            meta = _retry(path, lambda: cls._initialise(connection, path, model_id))
         except BaseException:
             connection.close()
             raise
@@ -189,8 +254,9 @@ class SpeakerDB:
             SpeakerDBError: missing file, not a voxmetric speaker database.
         """
         path = os.fspath(path)
-        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        if not os.path.exists(path):
             raise SpeakerDBError(f"{path}: no such speaker database (enrol a speaker first to create it)")
+        _check_existing(path)
         from pathlib import Path
 
         connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
@@ -205,14 +271,12 @@ class SpeakerDB:
         return meta["model_id"]
 
     @staticmethod
-    def _initialise(connection: sqlite3.Connection, path: str, model_id: str, existed: bool) -> dict[str, str]:
+    def _initialise(connection: sqlite3.Connection, path: str, model_id: str) -> dict[str, str]:
         try:
             connection.execute("PRAGMA foreign_keys = ON")
-            tables: set[str] = set()
-            if existed:  # read only until we know it is ours: another application's file stays untouched
-                tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                # No tables at all: an empty database, or one another process is creating right now
-                # (WAL mode is set before its schema commits): initialised below like a new file.
+            # Read only until we know it is ours: another application's file stays untouched. An
+            # SQLite file without tables (an empty database) is initialised like a new file.
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables:
                 if "meta" not in tables:
                     foreign = ", ".join(sorted(tables)[:5]) or "none"
@@ -269,6 +333,22 @@ class SpeakerDB:
         Returns:
             The speaker as this transaction stored it (another process may change it right after).
         """
+        return self._enroll(name, embeddings, sources, replace, new_only=False)[0]
+
+    def enroll_new(self, name: str, embeddings, sources: list[str],
+                   replace: bool = False) -> tuple[Speaker, dict[int, str]]:
+        """:meth:`enroll`, leaving out each recording the speaker has already (stored, or given
+        earlier in ``embeddings``): the same audio enrolled twice would weigh twice in the
+        average. A recording is the same as another when their normalised embeddings' cosine
+        is at least :data:`SAME_RECORDING_COSINE`. The check and the write are one transaction.
+
+        Returns:
+            The speaker as stored (unchanged when every recording was left out) and
+            ``{row of embeddings left out: the source name of the recording it repeats}``.
+        """
+        return self._enroll(name, embeddings, sources, replace, new_only=True)
+
+    def _enroll(self, name, embeddings, sources, replace: bool, new_only: bool) -> tuple[Speaker, dict[int, str]]:
         name = self._check_name(name)
         embeddings = np.asarray(embeddings, dtype=np.float64)
         if embeddings.ndim == 1:
@@ -283,12 +363,15 @@ class SpeakerDB:
         normalised = _normalise_rows(embeddings, f"{self.path}: enrolling {name!r}")
         now = _now()
 
-        def write() -> Speaker:
+        def write() -> tuple[Speaker, dict[int, str]]:
             with _transaction(self._connection, immediate=True):
                 self._check_dim(embeddings.shape[1], f"enrolling {name!r}", store=True)
                 row = self._connection.execute("SELECT created FROM speakers WHERE name = ?", (name,)).fetchone()
                 if row is not None and replace:
                     self._connection.execute("DELETE FROM recordings WHERE speaker = ?", (name,))
+                repeated = _repeats(normalised, sources, self._recordings(name)) if new_only else {}
+                if len(repeated) == len(sources):  # nothing new: the speaker stays as it is
+                    return self._select(name), repeated
                 created = now if row is None or replace else row[0]
                 # The speaker row first: recordings reference it.
                 self._connection.execute(
@@ -297,16 +380,29 @@ class SpeakerDB:
                     (name, _to_blob(normalised[0]), created, now))
                 self._connection.executemany(
                     "INSERT INTO recordings (speaker, source, embedding, added) VALUES (?, ?, ?, ?)",
-                    [(name, source, _to_blob(vector), now) for source, vector in zip(sources, normalised)])
-                rows = self._connection.execute(
-                    "SELECT source, embedding FROM recordings WHERE speaker = ? ORDER BY id", (name,)).fetchall()
+                    [(name, source, _to_blob(vector), now)
+                     for i, (source, vector) in enumerate(zip(sources, normalised)) if i not in repeated])
+                rows = self._recordings(name)
                 mean = np.stack([_from_blob(blob) for _, blob in rows]).astype(np.float64).mean(axis=0)
                 blob = _to_blob(mean / np.linalg.norm(mean))
                 self._connection.execute("UPDATE speakers SET embedding = ?, count = ? WHERE name = ?",
                                          (blob, len(rows), name))
-            return Speaker(name, _from_blob(blob), len(rows), created, now, [source for source, _ in rows])
+            return Speaker(name, _from_blob(blob), len(rows), created, now, [source for source, _ in rows]), repeated
 
         return self._retry(write)
+
+    def _recordings(self, name: str) -> list[tuple[str, bytes]]:
+        return self._connection.execute(
+            "SELECT source, embedding FROM recordings WHERE speaker = ? ORDER BY id", (name,)).fetchall()
+
+    def _select(self, name: str) -> Speaker:
+        """The stored speaker (inside the caller's transaction)."""
+        row = self._connection.execute(
+            "SELECT embedding, count, created, updated FROM speakers WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise self._unknown(name)
+        sources = [source for source, _ in self._recordings(name)]
+        return Speaker(name, _from_blob(row[0]), int(row[1]), row[2], row[3], sources)
 
     def remove(self, name: str) -> str:
         """Remove a speaker and its recordings; returns the name as it was stored.
@@ -347,18 +443,11 @@ class SpeakerDB:
         """
         name = normalise_name(name)
 
-        def read():
+        def read() -> Speaker:
             with _transaction(self._connection):  # one snapshot: the speaker row and its recordings agree
-                row = self._connection.execute(
-                    "SELECT embedding, count, created, updated FROM speakers WHERE name = ?", (name,)).fetchone()
-                sources = [source for (source,) in self._connection.execute(
-                    "SELECT source FROM recordings WHERE speaker = ? ORDER BY id", (name,))]
-            return row, sources
+                return self._select(name)
 
-        row, sources = self._retry(read)
-        if row is None:
-            raise self._unknown(name)
-        return Speaker(name, _from_blob(row[0]), int(row[1]), row[2], row[3], sources)
+        return self._retry(read)
 
     def verify(self, name: str, embedding) -> float:
         """Cosine similarity between ``embedding`` ``(dim,)`` and the enrolled speaker ``name``."""

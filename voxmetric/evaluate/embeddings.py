@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EmbeddingsError, TrialsError, VoxmetricError
-from ..fileio import atomic_open, atomic_path, dumps_json
+from ..fileio import atomic_open, atomic_path, check_writable, dumps_json
 
 FORMATS = (".npz", ".safetensors")
 """File name endings :func:`save_embeddings` and :func:`load_embeddings` understand."""
@@ -40,6 +40,18 @@ def _format(path: str) -> str:
             f"{path}: unknown embeddings format '{suffix}'; use one of {', '.join(FORMATS)}"
         )
     return suffix
+
+
+def check_embeddings_output(path: str | os.PathLike) -> None:
+    """Refuse, before any embedding, an output name :func:`save_embeddings` would not write:
+    an unknown ending, or a path that cannot be written (:func:`~voxmetric.fileio.check_writable`).
+
+    Raises:
+        EmbeddingsError: unknown ending.
+        WriteError: a folder, a parent that is a file, no permission.
+    """
+    _format(os.fspath(path))
+    check_writable(path)
 
 
 def _validate(path: str, ids: Sequence[str], matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -110,6 +122,8 @@ def load_embeddings_with_metadata(path: str | os.PathLike) -> tuple[list[str], n
     """``(ids, matrix, metadata)`` of a file; ``metadata`` is ``{}`` for files without it."""
     path = os.fspath(path)
     suffix = _format(path)
+    if os.path.isdir(path):
+        raise EmbeddingsError(f"{path}: is a directory, not an embeddings file")
     if not os.path.isfile(path):
         raise EmbeddingsError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
@@ -151,6 +165,13 @@ def check_same_model(*tables: "EmbeddingTable") -> None:
 
 def _load_npz(path: str) -> tuple[list[str], np.ndarray, str | None]:
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as error:
+        raise EmbeddingsError(f"{path}: cannot read ({error.strerror})") from None
+    if magic != b"PK\x03\x04":  # every .npz is a zip archive
+        raise EmbeddingsError(f"{path}: unreadable or corrupt embeddings file (not an .npz archive)")
+    try:
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in ("ids", "embeddings") if key not in data.files]
             if missing:
@@ -160,8 +181,13 @@ def _load_npz(path: str) -> tuple[list[str], np.ndarray, str | None]:
                 )
             ids, matrix = data["ids"], data["embeddings"]
             meta = str(data["metadata"]) if "metadata" in data.files else None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise EmbeddingsError(f"{path}: corrupt or unreadable .npz file ({error})") from None
+    except ValueError as error:
+        if "pickle" in str(error):  # object arrays: never loaded, and numpy's advice to allow them is not passed on
+            raise EmbeddingsError(f"{path}: unreadable or corrupt embeddings file (it holds Python objects, "
+                                  f"which are never loaded; write it with 'voxmetric embed')") from None
+        raise EmbeddingsError(f"{path}: unreadable or corrupt embeddings file ({error})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise EmbeddingsError(f"{path}: unreadable or corrupt embeddings file ({error})") from None
     if ids.ndim != 1 or ids.dtype.kind != "U":
         raise EmbeddingsError(f"{path}: 'ids' must be a 1-d array of strings, got {ids.dtype} {ids.shape}")
     return ids.tolist(), matrix, meta
@@ -177,7 +203,7 @@ def _load_safetensors(path: str) -> tuple[list[str], np.ndarray, str | None]:
                 raise EmbeddingsError(f"{path}: not a voxmetric embeddings file (no tensor 'embeddings')")
             matrix = f.get_tensor("embeddings")
     except (SafetensorError, OSError, ValueError) as error:
-        raise EmbeddingsError(f"{path}: corrupt or unreadable .safetensors file ({error})") from None
+        raise EmbeddingsError(f"{path}: unreadable or corrupt embeddings file ({error})") from None
     if "ids" not in metadata:
         raise EmbeddingsError(f"{path}: no 'ids' in the safetensors metadata")
     try:

@@ -192,6 +192,8 @@ def eer_confidence_interval(
         raise ScoresError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     if not 0.0 < confidence < 1.0:
         raise ScoresError(f"confidence must be in (0, 1), got {confidence}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ScoresError(f"seed must be a non-negative integer, got {seed!r}")
     scores, labels = _check(scores, labels)
     order, starts, _ = _sorted_groups(scores)
     sorted_labels = labels[order]

@@ -123,6 +123,10 @@ class CalibrationResult:
                 data = json.load(f)
         except FileNotFoundError:
             raise CalibrationError(f"{path}: no such calibration file") from None
+        except IsADirectoryError:
+            raise CalibrationError(f"{path}: is a directory, not a calibration file") from None
+        except OSError as error:
+            raise CalibrationError(f"{path}: cannot read the calibration file ({error.strerror or error})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise CalibrationError(f"{path}: not a JSON calibration file ({error})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -226,6 +230,18 @@ def _warnings(n_target: int, n_nontarget: int, target_far: float | None) -> list
     return warnings
 
 
+def check_options(target_far: float | None, n_bootstrap: int) -> None:
+    """The options of :func:`calibrate_from_scores`; callers that embed first check them before.
+
+    Raises:
+        CalibrationError: ``target_far`` outside (0, 1), or ``n_bootstrap`` below 1.
+    """
+    if target_far is not None and not 0 < target_far < 1:
+        raise CalibrationError(f"target_far must be between 0 and 1 (exclusive), got {target_far}")
+    if n_bootstrap < 1:
+        raise CalibrationError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
+
+
 def calibrate_from_scores(scores, labels, target_far: float | None = None, n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
                           seed: int = 0, prior: float = 0.5, model: str | None = None,
                           reference: Calibration | None = None,
@@ -252,10 +268,7 @@ def calibrate_from_scores(scores, labels, target_far: float | None = None, n_boo
         ScoresError: non-finite scores, or all scores equal.
     """
     scores, labels = _check_pairs(scores, labels)
-    if target_far is not None and not 0 < target_far < 1:
-        raise CalibrationError(f"target_far must be between 0 and 1 (exclusive), got {target_far}")
-    if n_bootstrap < 1:
-        raise CalibrationError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
+    check_options(target_far, n_bootstrap)
     if regularization is True:
         regularization = CalibrationPrior(reference)
     calibration = fit_calibration(scores, labels, prior=prior, regularization=regularization or None)

@@ -19,6 +19,7 @@ significant digits (the float64 round-trips exactly).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..data.trials import Trial, key_paths, read_trials, trial_keys, trial_root
 from ..errors import TrialsError, UsageError, VoxmetricError
-from ..fileio import atomic_open
+from ..fileio import atomic_open, atomic_path, check_writable
 from .embeddings import EmbeddingTable, check_same_model
 from .metrics import DEFAULT_N_BOOTSTRAP, evaluate_scores
 from .scoring import DEFAULT_TOP_N, score_trials, speaker_means
@@ -102,25 +103,37 @@ def cohort_embeddings(embedder, corpus, utterances_per_speaker: int, seed: int =
     return means
 
 
-def load_scoring_tables(embeddings_path: str, cohort_path: str | None = None,
-                        root: str | None = None) -> tuple[EmbeddingTable, EmbeddingTable | None]:
-    """The trials' embeddings (ids re-keyed relative to ``root`` when given) and the s-norm
-    cohort, refused when they record different models
-    (:func:`~voxmetric.evaluate.embeddings.check_same_model`)."""
+def load_scoring_tables(embeddings_path: str, cohort_path: str | None = None, root: str | None = None,
+                        keys=()) -> tuple[EmbeddingTable, EmbeddingTable | None]:
+    """The trials' embeddings (ids re-keyed relative to ``root`` when given, except those
+    already equal to one of ``keys``: :func:`relative_ids`) and the s-norm cohort, refused
+    when they record different models (:func:`~voxmetric.evaluate.embeddings.check_same_model`)."""
     table = EmbeddingTable.load(embeddings_path)
     cohort = EmbeddingTable.load(cohort_path) if cohort_path else None
     if cohort is not None:
         check_same_model(table, cohort)
     if root is not None:
-        table = table.rekeyed(relative_ids(table.ids, root))
+        table = table.rekeyed(relative_ids(table.ids, root, keep=keys))
+        # named in 'has no embedding' errors; a missing folder is fine where the ids still match
+        # (absolute paths of another machine), and the likely mistake where they do not
+        missing = "" if os.path.isdir(root) else ", a folder that does not exist"
+        table.source = f"{embeddings_path} (ids taken relative to --root {root}{missing})"
     return table, cohort
 
 
-def relative_ids(ids: list[str], root: str) -> list[str]:
+def relative_ids(ids: list[str], root: str, keep=()) -> list[str]:
     """``ids`` (paths: absolute, or relative to the current folder) as paths relative to ``root``,
-    so that ``embed`` output of absolute paths matches the keys of a trial list under ``root``."""
+    so that ``embed`` output of absolute paths matches the keys of a trial list under ``root``.
+
+    An id equal to one of ``keep`` (the trial keys: ``embed --root`` stores them as given)
+    stays as it is, and wins over another id that would become the same key."""
+    keep = set(keep) & set(ids)
     base = os.path.abspath(root)
-    return [os.path.relpath(os.path.abspath(uid), base).replace(os.sep, "/") for uid in ids]
+    rekeyed = []
+    for uid in ids:
+        key = uid if uid in keep else os.path.relpath(os.path.abspath(uid), base).replace(os.sep, "/")
+        rekeyed.append(uid if key in keep and key != uid else key)
+    return rekeyed
 
 
 def score_file(trials_path: str, embeddings_path: str, out: str, cohort_path: str | None = None,
@@ -129,22 +142,26 @@ def score_file(trials_path: str, embeddings_path: str, out: str, cohort_path: st
 
     Args:
         root: the trial keys are relative to this folder and the embedding ids absolute
-            (or relative to the current folder) paths: match them as files.
+            (or relative to the current folder) paths: match them as files. Ids that
+            already equal a trial key (``embed --root``) match as they are.
         top_n: s-norm cohort scores kept per side; at most the cohort's size.
 
     Returns:
         ``{"count": trials scored, "top_n": cohort scores used per side or None,
-        "cohort_size": speakers in the cohort or None}``.
+        "cohort_size": embeddings in the cohort or None}``.
 
     Raises:
+        WriteError: ``out`` cannot be written (checked first).
         EmbeddingsError: unreadable files, or embeddings and cohort of different models.
-        TrialsError: a trial key without an embedding.
+        TrialsError: a trial key without an embedding (naming ``root``, and saying so
+            where it does not exist).
     """
+    check_writable(out)
     trials = read_trials(trials_path)
-    table, cohort = load_scoring_tables(embeddings_path, cohort_path, root)
     if root is not None:
         trials = [Trial(t.label, os.path.normpath(t.enrol).replace(os.sep, "/"),
                         os.path.normpath(t.test).replace(os.sep, "/")) for t in trials]
+    table, cohort = load_scoring_tables(embeddings_path, cohort_path, root, keys=trial_keys(trials))
     used_top = min(int(top_n), len(cohort)) if cohort is not None else None
     scores = score_trials(trials, table, cohort=None if cohort is None else cohort.matrix,
                           top_n=used_top or top_n, source=trials_path)
@@ -157,24 +174,32 @@ def score_file(trials_path: str, embeddings_path: str, out: str, cohort_path: st
 
 def read_scores(path: str) -> dict[tuple[str, str], float]:
     """Read a score file: ``SCORE ENROL TEST`` per line -> {(enrol, test): score}."""
+    if os.path.isdir(path):
+        raise VoxmetricError(f"{path}: is a directory, not a score file")
     if not os.path.isfile(path):
         raise VoxmetricError(f"{path}: no such score file")
     scores: dict[tuple[str, str], float] = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                if len(fields) != 3:
-                    raise ValueError
-                score = float(fields[0])
-            except ValueError:
-                raise VoxmetricError(f"{path}, line {number}: expected 'SCORE ENROL TEST', got {line.strip()!r}") \
-                    from None
-            if not np.isfinite(score):
-                raise VoxmetricError(f"{path}, line {number}: score is {fields[0]}")
-            scores[(fields[1], fields[2])] = score
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = list(f)
+    except UnicodeDecodeError:
+        raise VoxmetricError(f"{path}: not a UTF-8 text score file") from None
+    except OSError as error:
+        raise VoxmetricError(f"{path}: cannot read score file ({error.strerror or error})") from None
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            if len(fields) != 3:
+                raise ValueError
+            score = float(fields[0])
+        except ValueError:
+            raise VoxmetricError(f"{path}, line {number}: expected 'SCORE ENROL TEST', got {line.strip()!r}") \
+                from None
+        if not np.isfinite(score):
+            raise VoxmetricError(f"{path}, line {number}: score is {fields[0]}")
+        scores[(fields[1], fields[2])] = score
     if not scores:
         raise VoxmetricError(f"{path}: score file holds no scores")
     return scores
@@ -225,6 +250,7 @@ def evaluate_score_files(trials_path: str, scores_paths: list[str], plot_path: s
 
     Raises:
         UsageError: a plot file name that is not .png/.pdf/.svg, no score file.
+        WriteError: an output that cannot be written (checked before reading anything).
         TrialsError, VoxmetricError: a trial without a score, a malformed score file.
     """
     from .plots import plot_det, plot_score_histogram
@@ -234,6 +260,10 @@ def evaluate_score_files(trials_path: str, scores_paths: list[str], plot_path: s
     check_plot_path("--hist", histogram_path)
     if not scores_paths:
         raise UsageError("give at least one --scores file")
+    md_path = str(Path(json_path).with_suffix(".md")) if json_path else None
+    for path in (json_path, md_path, plot_path, histogram_path):
+        if path:
+            check_writable(path)
     trials = read_trials(trials_path)
     labels = np.array([t.label for t in trials])
     systems: dict[str, np.ndarray] = {}
@@ -241,17 +271,18 @@ def evaluate_score_files(trials_path: str, scores_paths: list[str], plot_path: s
         systems[name] = _scores_in_trial_order(trials_path, trials, path)
     metrics = {name: evaluate_scores(scores, labels, n_bootstrap=n_bootstrap, seed=seed)
                for name, scores in systems.items()}
-    written = []
-    if json_path:
-        md_path = str(Path(json_path).with_suffix(".md"))
-        write_results(next(iter(metrics.values())) if len(metrics) == 1 else metrics, json_path, md_path)
-        written += [json_path, md_path]
-    if plot_path:
-        plot_det({name: (scores, labels) for name, scores in systems.items()}, plot_path)
-        written.append(plot_path)
-    if histogram_path:
-        plot_score_histogram(next(iter(systems.values())), labels, histogram_path)
-        written.append(histogram_path)
+    written = [path for path in (json_path, md_path, plot_path, histogram_path) if path]
+    with contextlib.ExitStack() as outputs:
+        # Every output goes to a temporary file first; they are renamed only once all are written,
+        # so a failure leaves none of them (not the results without the plot).
+        tmp = {path: outputs.enter_context(atomic_path(path)) for path in written}
+        if json_path:
+            write_results(next(iter(metrics.values())) if len(metrics) == 1 else metrics, tmp[json_path],
+                          tmp[md_path])
+        if plot_path:
+            plot_det({name: (scores, labels) for name, scores in systems.items()}, tmp[plot_path])
+        if histogram_path:
+            plot_score_histogram(next(iter(systems.values())), labels, tmp[histogram_path])
     return metrics, written
 
 

@@ -66,7 +66,7 @@ from typing import Any
 
 from .config import Config
 from ..errors import ConfigError, Interrupted, TrainingError
-from ..fileio import atomic_open, write_json
+from ..fileio import atomic_open, check_writable, write_json
 from .compare_runs import (SourceRuns, last_third_change, read_source, reused_run, run_summary,  # noqa: F401
                            tested_checkpoint)
 from .compare_report import (TIME_SECTION, CompareReport, _budget_text, _interval, _pct, _write_report,  # noqa: F401
@@ -79,18 +79,16 @@ def parse_budget(budget: str | int | None) -> tuple[int | None, float | None]:
     if budget is None:
         return None, None
     text = str(budget).strip().lower()
+    minutes = text.endswith("min")
     try:
-        if text.endswith("min"):
-            minutes = float(text[:-3].strip())
-            if minutes > 0:
-                return None, minutes * 60
-        else:
-            batches = int(text)
-            if batches > 0:
-                return batches, None
+        value = float(text[:-3].strip()) if minutes else int(text)
     except ValueError:
-        pass
-    raise ConfigError(f"--budget '{budget}' is neither a number of batches (e.g. 300) nor minutes (e.g. 2min)")
+        raise ConfigError(f"--budget '{budget}' is neither a number of batches (e.g. 300) nor minutes "
+                          f"(e.g. 2min)") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--budget '{budget}' must be positive: a number of batches (e.g. 300) or of minutes "
+                          f"(e.g. 2min)")
+    return (None, value * 60) if minutes else (value, None)
 
 
 def parse_train_speakers(text: str | None) -> list[int] | None:
@@ -134,15 +132,7 @@ def run_config(config: Config, loss_name: str, budget_batches: int | None, budge
 
 
 def _check(config: Config, losses: list[str], seeds: int) -> None:
-    from ..losses import LOSSES
-
-    if not losses:
-        raise ConfigError("--losses: give at least one loss name")
-    unknown = [name for name in losses if name not in LOSSES]
-    if unknown:
-        raise ConfigError(f"--losses: unknown loss '{unknown[0]}'; allowed: {', '.join(sorted(LOSSES))}")
-    if len(set(losses)) != len(losses):
-        raise ConfigError(f"--losses: a loss is named twice in {', '.join(losses)}")
+    _check_losses(losses)
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"--seeds must be a positive number of training seeds, got {seeds!r}")
     if not config.evaluation.trials:
@@ -340,8 +330,30 @@ def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool
 
 
 def parse_losses(text: str) -> list[str]:
-    """``"ce, aam,triplet"`` -> ``["ce", "aam", "triplet"]`` (the ``--losses`` option)."""
-    return [name.strip() for name in text.split(",") if name.strip()]
+    """``"ce, aam,triplet"`` -> ``["ce", "aam", "triplet"]`` (the ``--losses`` option).
+
+    Raises:
+        ConfigError: no name at all (``""``, ``","``: an empty shell variable must not mean
+            every loss), an unknown name, or a name given twice.
+    """
+    losses = [name.strip() for name in text.split(",") if name.strip()]
+    if not losses:
+        raise ConfigError(f"--losses: no loss named in '{text}'; give names separated by commas, e.g. aam,triplet "
+                          f"(leave --losses out for the paper's six)")
+    _check_losses(losses)
+    return losses
+
+
+def _check_losses(losses: list[str]) -> None:
+    from ..losses import LOSSES
+
+    if not losses:
+        raise ConfigError("--losses: give at least one loss name")
+    unknown = [name for name in losses if name not in LOSSES]
+    if unknown:
+        raise ConfigError(f"--losses: unknown loss '{unknown[0]}'; allowed: {', '.join(sorted(LOSSES))}")
+    if len(set(losses)) != len(losses):
+        raise ConfigError(f"--losses: a loss is named twice in {', '.join(losses)}")
 
 
 def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str | None = None,
@@ -367,9 +379,10 @@ def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str 
         source = read_source(reuse_runs)
         if Path(out_dir).resolve() == source.dir.resolve():
             raise ConfigError(f"--out {out_dir} is the --reuse-runs folder: write the new results elsewhere")
-        losses, seeds, budget = losses or source.losses, seeds or source.seeds, source.budget
+        losses = losses if losses is not None else source.losses
+        seeds, budget = seeds if seeds is not None else source.seeds, source.budget
         threads = threads if threads is not None else source.threads
-    losses, seeds = list(losses or PAPER_LOSSES), seeds if seeds is not None else 1
+    losses, seeds = list(PAPER_LOSSES if losses is None else losses), seeds if seeds is not None else 1
     _check(config, losses, seeds)
     if not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"--jobs must be a positive number of processes, got {jobs!r}")
@@ -381,6 +394,7 @@ def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str 
         raise ConfigError("--jobs N with a budget in minutes: runs sharing the machine would each get less training "
                           "in that time; give the budget in batches")
     out = Path(out_dir)
+    check_writable(out / "results.md")  # a file in the way or no permission: said before any training
     plan = [(name, s, run_config(config, name, budget_batches, budget_s, seed_offset=s))
             for name in losses for s in range(seeds)]
     reused = {(name, run.seed): reused_run(source, name, run) for name, _, run in plan} if source else {}
@@ -424,6 +438,7 @@ def compare_scale(config: Config, losses: list[str] | None, out_dir: str, train_
     from ..evaluate.plots import plot_scale
 
     out = Path(out_dir)
+    check_writable(out / "scale.md")
     reports = []
     for count in train_speakers:
         scaled = copy.deepcopy(config)

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,6 +309,7 @@ def _check_values(config: Config) -> None:
         "training.imprint_head_chunks": config.training.imprint_head_chunks,
         "schedule.min_lr": config.schedule.min_lr,
         "evaluation.n_bootstrap": config.evaluation.n_bootstrap,
+        "seed": config.seed,
     }
     for name, value in non_negative.items():
         if value < 0:
@@ -367,8 +371,43 @@ def _check_values(config: Config) -> None:
         raise ConfigError(f"frontend.rms_dbfs must be negative (dB re full scale) or null, got {config.frontend.rms_dbfs}")
 
 
+def _not_finite(value: Any) -> bool:
+    """NaN or infinite: a float, or text that reads as one ('nan', 'inf': YAML 1.1 keeps them as text)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _check_finite(cls: type, data: Any, where: str = "") -> None:
+    """Every float field of ``data`` (plain data for the dataclass ``cls``) is a finite number:
+    NaN and infinity are refused, naming the field, before the type check calls them text."""
+    if not isinstance(data, dict):
+        return
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        if name not in hints:
+            continue  # unknown keys: build_strict names them
+        path = f"{where}.{name}" if where else name
+        tp = hints[name]
+        union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+        for option in typing.get_args(tp) if union else (tp,):
+            items = [(path, value)]
+            if typing.get_origin(option) is list and isinstance(value, list):
+                (option,) = typing.get_args(option)
+                items = [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+            for item_path, item in items:
+                if dataclasses.is_dataclass(option):
+                    _check_finite(option, item, item_path)
+                elif option is float and _not_finite(item):
+                    raise ConfigError(f"{item_path} must be a finite number, got {item}")
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Validate plain data (as read from YAML) into a :class:`Config`."""
+    _check_finite(Config, data)
     config = build_strict(Config, copy.deepcopy(data), "", MOVED_KEYS)
     _check_values(config)
     return config
@@ -387,18 +426,44 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{override}': '{key}' is not a section")
-        node[keys[-1]] = yaml.safe_load(raw)
+        try:
+            node[keys[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override '{override}': invalid YAML value ({_yaml_problem(error)})") from None
     return data
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: the problem and what was being parsed."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    return f"{problem} ({context})" if context else problem
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file.
+
+    Raises:
+        ConfigError: missing, a folder, not UTF-8 text, or invalid YAML (one line: file, line,
+            column and problem).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text YAML config (a binary file?)") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror or error})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML ({error})") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {_yaml_problem(error)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

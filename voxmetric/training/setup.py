@@ -222,15 +222,17 @@ def validate(model: nn.Module, config: Config, device: torch.device, progress: b
 
 
 def describe_run(config: Config, corpus, resumed_at=None) -> list[str]:
-    """Lines saying what a run trains on, from what, and (``(epochs, batches, checkpoint)``)
-    where it resumes."""
+    """Lines saying what a run trains on, from what (its initial weights, or with
+    ``resumed_at`` = ``(epochs, batches, checkpoint)`` the checkpoint it resumes from)."""
     roots = config.data.corpus if isinstance(config.data.corpus, list) else [config.data.corpus]
     lines = [f"corpus: {len(corpus.speakers)} speakers, {len(corpus)} utterances, "
              f"{corpus.total_duration_s / 3600:.2f} hours ({', '.join(roots)})"
              + (f"; speed-perturbed copies x {', x '.join(f'{f:g}' for f in config.data.speed_perturb)}: "
                 f"{len(class_labels(config, corpus))} classes"
-                if config.data.speed_perturb else ""),
-             f"initialised from {config.init_from}" if config.init_from else "initialised from scratch (random weights)"]
+                if config.data.speed_perturb else "")]
+    if resumed_at is None:  # a resumed run's weights come from its checkpoint (the last line)
+        lines.append(f"initialised from {config.init_from}" if config.init_from
+                     else "initialised from scratch (random weights)")
     if len(roots) > 1:
         shared = shared_speakers(corpus, roots)
         if shared:

@@ -54,8 +54,8 @@ from .optim import build_optimizer, build_scheduler
 from .run_state import _keep_previous, check_fresh, cut_log, resume_changes, resume_state, _StopRequest
 from .setup import (TrainStep, build_corpus, build_dataset, build_model_and_loss, build_teacher,  # noqa: F401
                     class_labels, describe_run, frontend_settings, resolve_device, validate)
-from ..errors import ConfigError, TrainingError
-from ..fileio import atomic_open, progress_bar
+from ..errors import ConfigError, TrainingError, WriteError
+from ..fileio import atomic_open, check_writable, progress_bar
 
 
 @dataclass
@@ -71,6 +71,7 @@ class TrainResult:
     interrupted: bool = False
     stop_signal: int | None = None  # the signal that interrupted the run (SIGINT 2, SIGTERM 15)
     skipped_nonfinite: int = 0  # batches skipped for a NaN or infinite loss or gradient
+    already_finished: str | None = None  # --resume of a finished run: why nothing was trained
 
 
 class Trainer:
@@ -83,6 +84,8 @@ class Trainer:
         self.progress = progress and distributed.is_main()
         self.device = resolve_device(config.training.device)
         self.checkpoints = self.out / "checkpoints"
+        if distributed.is_main():
+            check_writable(self.out / "config.yml")  # a file in the way, no permission: before the corpus is read
         if not resume:
             check_fresh(self.out, overwrite)
         torch.manual_seed(config.seed)
@@ -203,12 +206,49 @@ class Trainer:
 
     # --- loop -----------------------------------------------------------------------------
 
+    def finished(self) -> str | None:
+        """Why a resumed run has nothing left to train, and what to raise to train more; None
+        when it has (an interrupted run, or a finished one given more epochs or time)."""
+        t = self.config.training
+        if self.epochs_done >= t.epochs:
+            return f"{self.epochs_done} epochs done, training.epochs is {t.epochs}: raise it to train more"
+        if t.early_stop_epochs and self.stale_epochs >= t.early_stop_epochs:
+            return (f"stopped early, no better validation EER in its last {self.stale_epochs} epochs "
+                    f"(training.early_stop_epochs is {t.early_stop_epochs}): raise it to train more")
+        if self._out_of_time():
+            return (f"its training time is spent ({self.train_time_s:.0f} s, training.max_time_s is "
+                    f"{t.max_time_s:g}): raise it to train more")
+        return None
+
     def run(self) -> TrainResult:
+        finished = self.finished() if self.resumed else None
+        if distributed.is_main():
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise WriteError(str(self.out), error.strerror or str(error)) from None
+            if finished is None:  # a finished run's config.yml stays the one it was trained with
+                save_config(self.config, self.out / "config.yml")
+        interrupted, stop_signal = self._train() if finished is None else (False, None)
+        t = self.config.training
+        if not interrupted and finished is None and distributed.is_main() and (note := no_improvement_note(
+                self.history,
+                imprinted=bool(t.imprint_head_chunks) or not imprintable(self.step.loss),
+                label_loss=self.config.distill.label_loss)):
+            print(note, flush=True)
+        if not interrupted:  # the front-end chosen on validation, stored in the checkpoints (rank 0)
+            after_training(self.out, self.config, self.device, self.progress)
+        best = self.checkpoints / "best.pt"
+        return TrainResult(
+            str(self.out), self.epochs_done, self.batches_done, self.best_eer,
+            str(best) if best.exists() else None, str(self.checkpoints / "last.pt"),
+            self.train_time_s, self.history, interrupted, stop_signal, self.skipped_nonfinite, finished,
+        )
+
+    def _train(self) -> tuple[bool, int | None]:
+        """The epochs still to train; ``(interrupted, the signal that stopped it)``."""
         from ..data.sampler import make_loader
 
-        if distributed.is_main():
-            self.out.mkdir(parents=True, exist_ok=True)
-            save_config(self.config, self.out / "config.yml")
         self._announce()
         if self.resumed:
             self._replay_log()
@@ -234,19 +274,7 @@ class Trainer:
                     break
         if self._tensorboard is not None:
             self._tensorboard.close()
-        if not interrupted and distributed.is_main() and (note := no_improvement_note(
-                self.history,
-                imprinted=bool(t.imprint_head_chunks) or not imprintable(self.step.loss),
-                label_loss=self.config.distill.label_loss)):
-            print(note, flush=True)
-        if not interrupted:  # the front-end chosen on validation, stored in the checkpoints (rank 0)
-            after_training(self.out, self.config, self.device, self.progress)
-        best = self.checkpoints / "best.pt"
-        return TrainResult(
-            str(self.out), self.epochs_done, self.batches_done, self.best_eer,
-            str(best) if best.exists() else None, str(self.checkpoints / "last.pt"),
-            self.train_time_s, self.history, interrupted, stop_signal, self.skipped_nonfinite,
-        )
+        return interrupted, stop_signal
 
     def _epoch(self, loader, stop: _StopRequest) -> bool:
         """Train up to the end of the current epoch; True if a stop was requested."""

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from ... import audio
-from ...errors import ConfigError, CorpusError
-from ...fileio import atomic_open, progress_bar
+from ...errors import ConfigError, CorpusError, WriteError
+from ...fileio import atomic_open, check_writable, progress_bar
 from ..corpus import Utterance
 from .channel import apply_channel, draw_channel
 from ...audio.io import SAMPLE_RATE_HZ
@@ -120,6 +120,11 @@ def split_sizes(n_speakers: int) -> dict[str, int]:
     test = min(n_speakers, max(4, round(0.2 * n_speakers)))
     val = min(n_speakers - test, max(2, round(0.1 * n_speakers)))
     return {"train": n_speakers - test - val, "val": val, "test": test}
+
+
+MIN_SPEAKERS_TO_TRAIN = next(n for n in range(4, 100) if split_sizes(n)["train"] > 0)
+"""The fewest speakers whose corpus has a training split (7: 4 test, 2 validation, 1 train);
+``voxmetric synth`` refuses fewer (smaller corpora are for tests that train on every speaker)."""
 
 
 def _plan(n_speakers: int, n_utterances: int, seed: int) -> list[_SpeakerPlan]:
@@ -391,14 +396,18 @@ def synthesize(
             diff = ", ".join(f"{k}={old.get(k)} (asked {v})" for k, v in params.items() if old.get(k) != v)
             raise CorpusError(
                 f"{out}: holds a synthetic corpus made with other parameters: {diff}; "
-                f"pass overwrite=True (--overwrite) or choose another directory"
+                f"replace it with --overwrite or choose another directory"
             )
         _clear(out)
         record = None
     if record is not None and _is_complete(out, record, plans):
         return _summary_from_record(out, record)
 
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out / "synth.json")  # a file in the way, no permission: one line naming it
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteError(str(out), error.strerror or str(error)) from None
     with atomic_open(out / "synth.json") as f:  # claims the directory; complete=false until the end
         json.dump({"params": params, "complete": False}, f, indent=1)
     workers = min(workers or os.cpu_count() or 1, len(plans))

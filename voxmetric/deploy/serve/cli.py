@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import socket
 import sys
 
-from ...errors import VoxmetricError
+from ...errors import UsageError, VoxmetricError
 from .settings import TOKEN_ENV, ServeError, ServeSettings, load_token, token_file_warning
 
 _DESCRIPTION = f"""\
@@ -29,10 +30,12 @@ example:
 
 def add_serve(subparsers) -> argparse.ArgumentParser:
     """Register ``voxmetric serve`` on the main parser's subparsers."""
+    from ...cli.common import EXIT_STATUS_HELP, _Formatter, int_at_least
+
     p = subparsers.add_parser("serve", help="serve verification, identification and enrolment over HTTP "
                                             "(and a browser page)",
-                              description=_DESCRIPTION, epilog=_EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=_DESCRIPTION, epilog=f"{_EPILOG}\n\n{EXIT_STATUS_HELP}",
+                              formatter_class=_Formatter)
     p.add_argument("model", metavar="MODEL",
                    help="bundled model name (sinctdnn-aam, ecapa-aam), exported .safetensors file or checkpoint")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -43,8 +46,9 @@ def add_serve(subparsers) -> argparse.ArgumentParser:
                                                        "(created if missing; needs a token)")
     p.add_argument("--open-verify", action="store_true",
                    help="let clients without a token verify two uploads (nothing else)")
-    p.add_argument("--workers", type=int, metavar="N", help="inference threads (default: CPU cores, at most 4)")
-    p.add_argument("--queue", type=int, default=64, metavar="N",
+    p.add_argument("--workers", type=int_at_least(1), metavar="N",
+                   help="inference threads (default: CPU cores, at most 4)")
+    p.add_argument("--queue", type=int_at_least(0), default=64, metavar="N",
                    help="requests that may wait for a worker (or still be sending their upload) before 503 "
                         "(default 64)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB",
@@ -56,9 +60,24 @@ def add_serve(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--no-vad", action="store_true", help="embed whole recordings (no speech detection)")
     p.add_argument("--calibration", metavar="CAL.json", help="calibration from 'voxmetric calibrate'")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    p.set_defaults(func=_cmd_serve)
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log on stderr; info and debug include one access line per request (default info)")
+    p.set_defaults(func=_cmd_serve, command_parser=p)
     return p
+
+
+_POSITIVE_OPTIONS = {"max_upload_mb": "--max-upload-mb", "max_audio_minutes": "--max-audio-minutes",
+                     "upload_timeout_s": "--upload-timeout-s"}
+
+
+def _check_options(args) -> None:
+    """Option values no server can run with: usage errors naming the option, before anything starts."""
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0-65535 (0: a free one), got {args.port}")
+    for name, option in _POSITIVE_OPTIONS.items():
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{option} must be a positive number, got {value:g}")
 
 
 def _cores() -> int:
@@ -69,6 +88,7 @@ def _cores() -> int:
 
 
 def _cmd_serve(args) -> int:
+    _check_options(args)
     try:
         import uvicorn  # noqa: F401
         import starlette  # noqa: F401
@@ -76,10 +96,6 @@ def _cmd_serve(args) -> int:
     except ImportError as error:
         raise ServeError(f"serve needs the 'serve' extra ({error.name} is missing): "
                          f"pip install 'voxmetric[serve]'") from None
-    if not 0 <= args.port <= 65535:
-        raise ServeError(f"serve --port must be 0-65535, got {args.port}")
-    if args.max_upload_mb <= 0 or args.max_audio_minutes <= 0:
-        raise ServeError("serve --max-upload-mb and --max-audio-minutes must be positive")
     cores = _cores()
     workers = args.workers if args.workers is not None else max(1, min(4, cores))
     settings = ServeSettings(token=load_token(args.token_file), db=args.db, open_verify=args.open_verify,
@@ -138,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.func(args)
+    except UsageError as error:
+        args.command_parser.print_usage(sys.stderr)
+        print(f"{args.command_parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     except VoxmetricError as error:
         print(f"voxmetric: error: {error}", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
