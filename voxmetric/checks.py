@@ -7,6 +7,7 @@ field's name and the bad value, rather than deep inside torch.
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -152,3 +153,19 @@ class Registry(Mapping):
         factory = self[name]
         accepted = inspect.signature(factory).parameters
         return factory(**{k: v for k, v in structural.items() if k in accepted}, **params)
+
+
+def int_at_least(minimum: int):
+    """An argparse ``type``: an integer >= ``minimum``, else a usage error naming the option
+    (``argument --top: must be at least 2, got -5``, exit status 2 with the command's usage)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse

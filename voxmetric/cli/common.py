@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..checks import int_at_least  # noqa: F401  (an argparse type the commands share)
+
 
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -49,22 +51,6 @@ def _command(sub, name: str, help: str, description: str, example: str) -> argpa
                             epilog=f"example:\n  {example}\n\n{EXIT_STATUS_HELP}")
     parser.set_defaults(command_parser=parser)
     return parser
-
-def int_at_least(minimum: int):
-    """An argparse ``type``: an integer >= ``minimum``, else a usage error naming the option
-    (``argument --top: must be at least 2, got -5``, exit status 2 with the command's usage)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
 
 # --- shared options ----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import sys
 from ..errors import UsageError
 from ..evaluate.metrics import DEFAULT_N_BOOTSTRAP
 from .common import (EXIT_OK, _MODEL_HELP, _add_batch_output, _add_model, _add_quiet, _add_skip_errors, _command,
-                     _finish, _load, _warn, _warner, int_at_least)
+                     _finish, _load, _warn, _warner, int_at_least, EXIT_STATUS_HELP, _Formatter)
 
 
 def _check_out(path: str | None) -> None:
@@ -246,4 +246,4 @@ def _run_speakers(args) -> int:
 def add_serve(sub) -> None:
     from ..deploy.serve.cli import add_serve as add
 
-    add(sub)
+    add(sub, formatter_class=_Formatter, epilog_tail=EXIT_STATUS_HELP)

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 
+from ...checks import int_at_least
 from ...errors import UsageError, VoxmetricError
 from .settings import TOKEN_ENV, ServeError, ServeSettings, load_token, token_file_warning
 
@@ -28,14 +29,14 @@ example:
        http://127.0.0.1:8000/v1/verify"""
 
 
-def add_serve(subparsers) -> argparse.ArgumentParser:
-    """Register ``voxmetric serve`` on the main parser's subparsers."""
-    from ...cli.common import EXIT_STATUS_HELP, _Formatter, int_at_least
-
+def add_serve(subparsers, formatter_class=argparse.RawDescriptionHelpFormatter,
+              epilog_tail: str = "") -> argparse.ArgumentParser:
+    """Register ``voxmetric serve`` on the main parser's subparsers (the CLI passes its help
+    formatter and the exit-status text: this layer does not import the CLI's)."""
     p = subparsers.add_parser("serve", help="serve verification, identification and enrolment over HTTP "
                                             "(and a browser page)",
-                              description=_DESCRIPTION, epilog=f"{_EPILOG}\n\n{EXIT_STATUS_HELP}",
-                              formatter_class=_Formatter)
+                              description=_DESCRIPTION, epilog=f"{_EPILOG}\n\n{epilog_tail}".rstrip(),
+                              formatter_class=formatter_class)
     p.add_argument("model", metavar="MODEL",
                    help="bundled model name (sinctdnn-aam, ecapa-aam), exported .safetensors file or checkpoint")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
