@@ -86,11 +86,13 @@ def _load(args):
 
 def _check_outputs(*paths: str | None) -> None:
     """Before any long work, refuse outputs that could not be written (:func:`check_writable
-    <voxmetric.fileio.check_writable>`, which probes with a temporary file)."""
+    <voxmetric.fileio.check_writable>`, which probes with a temporary file); ``None`` and ``-``
+    (standard output) are skipped."""
     from ..fileio import check_writable
 
-    for path in filter(None, paths):
-        check_writable(path)
+    for path in paths:
+        if path not in (None, "-"):
+            check_writable(path)
 
 def _warner(args):
     """The per-file quality-warning printer (silent with -q)."""

@@ -6,17 +6,9 @@ import sys
 
 from ..errors import UsageError
 from ..evaluate.metrics import DEFAULT_N_BOOTSTRAP
-from .common import (EXIT_OK, _MODEL_HELP, _add_batch_output, _add_model, _add_quiet, _add_skip_errors, _command,
-                     _finish, _load, _warn, _warner, int_at_least, EXIT_STATUS_HELP, _Formatter)
-
-
-def _check_out(path: str | None) -> None:
-    """An output file that could not be written is an error now, before the model loads and
-    anything is embedded (``-`` and no file: standard output)."""
-    from ..fileio import check_writable
-
-    if path not in (None, "-"):
-        check_writable(path)
+from .common import (EXIT_OK, EXIT_STATUS_HELP, _MODEL_HELP, _add_batch_output, _add_model, _add_quiet,
+                     _add_skip_errors, _check_outputs, _command, _finish, _Formatter, _load, _warn, _warner,
+                     int_at_least)
 
 
 def _check_one_result_output(args) -> None:
@@ -57,7 +49,7 @@ def _run_verify(args) -> int:
     mode = verify_mode(args.audio, args.db, args.name, args.trials, args.list)
     if mode in ("pair", "enrolled"):
         _check_one_result_output(args)
-    _check_out(args.out)
+    _check_outputs(args.out)
     model = _load(args)
     options = dict(skip_errors=args.skip_errors, progress=not args.quiet, on_warning=_warner(args))
     if mode in ("trials", "list"):
@@ -117,7 +109,7 @@ def _run_calibrate(args) -> int:
 
     if args.target_far is not None and not 0 < args.target_far < 1:
         raise UsageError(f"--target-far must be between 0 and 1 (exclusive), got {args.target_far:g}")
-    _check_out(args.out)
+    _check_outputs(args.out)
     result, failures = calibrate_pairs(_load(args), args.trials, audio_root=args.root, target_far=args.target_far,
                                        n_bootstrap=args.bootstrap, skip_errors=args.skip_errors,
                                        progress=not args.quiet, on_warning=_warner(args))
@@ -151,7 +143,7 @@ def add_enroll(sub) -> None:
 def _run_enroll(args) -> int:
     from ..deploy.enroll import enroll_files
 
-    _check_out(args.db)
+    _check_outputs(args.db)
     result = enroll_files(_load(args), args.db, args.name, args.audio, replace=args.replace,
                           progress=not args.quiet, skip_errors=args.skip_errors, on_warning=_warner(args))
     repeated = (f" ({len(result.repeated)} of the given recording(s) enrolled already: not added again)"
@@ -186,7 +178,7 @@ def _run_identify(args) -> int:
         raise UsageError("give one recording or --list FILE")
     if args.audio:
         _check_one_result_output(args)
-    _check_out(args.out)
+    _check_outputs(args.out)
     if args.list:
         paths = [row[0] for row in read_list(args.list)]
         model = _load(args)

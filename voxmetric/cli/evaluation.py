@@ -38,7 +38,7 @@ def _run_embed(args) -> int:
 
     changes = window_settings(args.window, args.step)
     check_embeddings_output(args.out)
-    _check_outputs(args.out, errors_path(args.out) if args.skip_errors else None)
+    _check_outputs(errors_path(args.out) if args.skip_errors else None)
     ids, paths = gather_inputs(args.audio, args.list, args.root)
     model = _load(args)
     model.set_frontend(**changes)
@@ -86,10 +86,8 @@ def add_export(sub) -> None:
     p.set_defaults(func=_run_export)
 
 def _run_export(args) -> int:
-    from ..deploy.exporting import check_ending, export_model
+    from ..deploy.exporting import export_model
 
-    check_ending(args.format, args.out)
-    _check_outputs(args.out)
     report = export_model(args.model, args.format, args.out, calibration=args.calibration)
     if args.format == "safetensors":
         calibrated = "with calibration" if report["calibrated"] else "without calibration (use --calibration)"
@@ -127,7 +125,6 @@ def add_score(sub) -> None:
 def _run_score(args) -> int:
     from ..evaluate.pipeline import score_file
 
-    _check_outputs(args.out)
     summary = score_file(args.trials, args.embeddings, args.out, cohort_path=args.snorm, top_n=args.top,
                          root=args.root)
     kind = (f"adaptive s-norm (top {summary['top_n']} of a cohort of {summary['cohort_size']} embeddings)"
@@ -156,14 +153,9 @@ def add_eval(sub) -> None:
     p.set_defaults(func=_run_eval)
 
 def _run_eval(args) -> int:
-    from pathlib import Path
-
-    from ..evaluate.pipeline import check_plot_path, evaluate_score_files
+    from ..evaluate.pipeline import evaluate_score_files
     from ..fileio import dumps_json
 
-    check_plot_path("--plot", args.plot)
-    check_plot_path("--hist", args.hist)
-    _check_outputs(args.out, args.out and str(Path(args.out).with_suffix(".md")), args.plot, args.hist)
     metrics, written = evaluate_score_files(args.trials, args.scores, plot_path=args.plot, json_path=args.out,
                                             n_bootstrap=args.bootstrap, seed=args.seed, histogram_path=args.hist)
     summary = sys.stderr if args.json else sys.stdout

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -371,43 +368,8 @@ def _check_values(config: Config) -> None:
         raise ConfigError(f"frontend.rms_dbfs must be negative (dB re full scale) or null, got {config.frontend.rms_dbfs}")
 
 
-def _not_finite(value: Any) -> bool:
-    """NaN or infinite: a float, or text that reads as one ('nan', 'inf': YAML 1.1 keeps them as text)."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return False
-    return isinstance(value, float) and not math.isfinite(value)
-
-
-def _check_finite(cls: type, data: Any, where: str = "") -> None:
-    """Every float field of ``data`` (plain data for the dataclass ``cls``) is a finite number:
-    NaN and infinity are refused, naming the field, before the type check calls them text."""
-    if not isinstance(data, dict):
-        return
-    hints = typing.get_type_hints(cls)
-    for name, value in data.items():
-        if name not in hints:
-            continue  # unknown keys: build_strict names them
-        path = f"{where}.{name}" if where else name
-        tp = hints[name]
-        union = typing.get_origin(tp) in (typing.Union, types.UnionType)
-        for option in typing.get_args(tp) if union else (tp,):
-            items = [(path, value)]
-            if typing.get_origin(option) is list and isinstance(value, list):
-                (option,) = typing.get_args(option)
-                items = [(f"{path}[{i}]", item) for i, item in enumerate(value)]
-            for item_path, item in items:
-                if dataclasses.is_dataclass(option):
-                    _check_finite(option, item, item_path)
-                elif option is float and _not_finite(item):
-                    raise ConfigError(f"{item_path} must be a finite number, got {item}")
-
-
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Validate plain data (as read from YAML) into a :class:`Config`."""
-    _check_finite(Config, data)
     config = build_strict(Config, copy.deepcopy(data), "", MOVED_KEYS)
     _check_values(config)
     return config

@@ -4,6 +4,7 @@ impossible nesting fail before any work, naming the dotted key."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -15,6 +16,16 @@ from ..errors import ConfigError
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _not_finite(value: Any) -> bool:
+    """NaN or infinite: a float, or text that reads as one ('nan', 'inf': YAML 1.1 keeps them as text)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _coerce(value: Any, tp: Any, where: str, moved: dict[str, str] | None = None) -> Any:
@@ -46,6 +57,8 @@ def _coerce(value: Any, tp: Any, where: str, moved: dict[str, str] | None = None
         return dict(value)
     if tp is Any:
         return value
+    if tp is float and _not_finite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float) and isinstance(value, bool):
