@@ -61,6 +61,48 @@ def test_compare_two_seeds_writes_tables_tests_and_curves(tmp_path, tiny_corpus,
     assert "unknown loss 'nope'" in capsys.readouterr().err
 
 
+def _figures(out) -> str:
+    md = (out / "results.md").read_text()
+    return md[:md.index(TIME_SECTION)]
+
+
+def test_an_earlier_comparison_is_refused_resumed_or_replaced(tmp_path, tiny_corpus, capsys):
+    config = _compare_config(tmp_path, tiny_corpus, epochs=2, batches_per_epoch=2)
+    out = tmp_path / "c"
+    run = ["compare", str(config), "--seeds", "1", "--threads", "1", "--out", str(out), "-q"]
+    assert main(run + ["--losses", "aam,triplet"]) == 0
+    figures = _figures(out)
+    aam_last = out / "aam" / "seed3" / "checkpoints" / "last.pt"
+    trained = aam_last.stat().st_mtime_ns
+    capsys.readouterr()
+
+    # Again into the same folder: refused before any work, the earlier runs untouched.
+    assert main(run + ["--losses", "aam,triplet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out} already holds a comparison (aam/seed3): continue it with --resume" in err and "--overwrite" in err
+    assert aam_last.stat().st_mtime_ns == trained and (out / "results.md").exists()
+
+    # --resume after a run was lost (as if the comparison stopped before it): only that run
+    # trains, the finished one trains nothing, and the figures are the uninterrupted ones.
+    import shutil
+    shutil.rmtree(out / "triplet")
+    (out / "results.md").unlink()
+    assert main(run + ["--losses", "aam,triplet", "--resume"]) == 0
+    assert aam_last.stat().st_mtime_ns == trained
+    assert _figures(out) == figures
+
+    # --resume with fewer losses than the folder holds: refused, naming the run outside the plan.
+    assert main(run + ["--losses", "aam", "--resume"]) == 1
+    assert "holds runs this comparison does not plan (triplet/seed3)" in capsys.readouterr().err
+    # --overwrite: the run outside the plan is removed, the report lists the new plan only.
+    assert main(run + ["--losses", "aam", "--overwrite"]) == 0
+    assert not (out / "triplet").exists() and aam_last.stat().st_mtime_ns != trained
+    assert [r["loss"] for r in json.loads((out / "results.json").read_text())["results"]] == ["aam"]
+    with pytest.raises(SystemExit) as caught:
+        main(run + ["--losses", "aam", "--resume", "--overwrite"])
+    assert caught.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
 def test_nested_speaker_subsets_and_parsing():
     speakers = [f"s{i:03d}" for i in range(200)]
     small, large = nested_speakers(speakers, 25), nested_speakers(list(reversed(speakers)), 100)
@@ -119,15 +161,20 @@ def test_demo_twice_gives_byte_identical_tables_whatever_the_number_of_jobs(tmp_
     from voxmetric.training.demo import run_demo
 
     def once(jobs: int) -> tuple[str, str]:
-        assert run_demo(str(tmp_path / "demo"), seeds=2, progress=False, losses=("aam", "triplet"), speakers=10,
+        out = tmp_path / f"demo{jobs}"  # a demo in an existing folder continues it: two folders
+        assert run_demo(str(out), seeds=2, progress=False, losses=("aam", "triplet"), speakers=10,
                         utterances=4, config_text=yaml.safe_dump(TINY_DEMO), threads=1, jobs=jobs) == 0
-        md = (tmp_path / "demo" / "compare" / "results.md").read_text()
-        printed = capsys.readouterr().out
+        md = (out / "compare" / "results.md").read_text().replace(str(out), "OUT")
+        printed = capsys.readouterr().out.replace(str(out), "OUT")
         return md[:md.index(TIME_SECTION)], printed[printed.index("| loss"):printed.index("Computed now")]
 
     # The demo's way (2 runs at once, in worker processes), then one run at a time in this process.
     first, second = once(jobs=2), once(jobs=1)
     assert first[0] == second[0] and first[1] == second[1]
+    # Run again into a folder that holds a demo: it continues it (nothing left to train), same tables.
+    last = tmp_path / "demo1" / "compare" / "aam" / "seed0" / "checkpoints" / "last.pt"
+    trained = last.stat().st_mtime_ns
+    assert once(jobs=1) == second and last.stat().st_mtime_ns == trained
     assert "## Pairwise tests" in first[0]
 
 
@@ -145,7 +192,7 @@ def test_compare_jobs_needs_a_fixed_thread_count_and_a_batch_budget(tmp_path, ti
 
 
 @pytest.mark.slow
-def test_compare_scale_plots_eer_against_training_speakers(tmp_path, tiny_corpus):
+def test_compare_scale_plots_eer_against_training_speakers(tmp_path, tiny_corpus, capsys):
     config = _compare_config(tmp_path, tiny_corpus, epochs=1, batches_per_epoch=2)
     out = tmp_path / "scale"
     assert main(["compare", str(config), "--losses", "aam,ce", "--train-speakers", "2,4", "--seeds", "1",
@@ -154,6 +201,9 @@ def test_compare_scale_plots_eer_against_training_speakers(tmp_path, tiny_corpus
     assert "| aam |" in (out / "scale.md").read_text()
     first = yaml.safe_load((out / "speakers-2" / "aam" / "seed3" / "config.yml").read_text())
     assert first["data"]["num_speakers"] == 2
+    # An earlier comparison in the folder: refused before any work without --resume / --overwrite.
+    assert main(["compare", str(config), "--losses", "aam,ce", "--train-speakers", "2,4", "--out", str(out)]) == 1
+    assert f"{out} already holds a comparison (speakers-2)" in capsys.readouterr().err
 
 
 @pytest.mark.slow

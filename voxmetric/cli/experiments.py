@@ -118,6 +118,14 @@ def add_compare(sub) -> None:
                         "required with N > 1); the figures do not depend on N, only the wall time does (default 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable; default: none)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the comparison in DIR: interrupted runs go on from their checkpoints, finished "
+                            "ones train nothing and are tested again, missing ones are trained (default: an earlier "
+                            "comparison in DIR is refused)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the comparison in DIR: every run trains again, run folders of losses or seeds "
+                            "not asked for now are removed (default: refused)")
     _add_quiet(p)
     p.set_defaults(func=_run_compare)
 
@@ -126,6 +134,9 @@ def _run_compare(args) -> int:
     from ..training.compare_runs import source_train_speakers
     from ..training.config import default_exp_dir, load_config
 
+    if args.resume and args.reuse_runs:
+        raise UsageError("--resume with --reuse-runs: nothing is trained when runs are reused (--overwrite replaces "
+                         "earlier results)")
     try:  # option values: usage errors, before the config is read
         losses = parse_losses(args.losses) if args.losses is not None else None
         train_speakers = parse_train_speakers(args.train_speakers)
@@ -139,11 +150,12 @@ def _run_compare(args) -> int:
     if train_speakers:
         _, plot = compare_scale(config, losses, out, train_speakers, budget=args.budget, seeds=args.seeds,
                                 threads=args.threads, progress=not args.quiet, reuse_runs=args.reuse_runs,
-                                jobs=args.jobs)
+                                jobs=args.jobs, resume=args.resume, overwrite=args.overwrite)
         print(f"\nresults: {out}/scale.md  plot: {plot}")
         return EXIT_OK
     report = compare(config, losses, out, budget=args.budget, seeds=args.seeds, threads=args.threads,
-                     progress=not args.quiet, reuse_runs=args.reuse_runs, jobs=args.jobs)
+                     progress=not args.quiet, reuse_runs=args.reuse_runs, jobs=args.jobs, resume=args.resume,
+                     overwrite=args.overwrite)
     print(report.table)
     print(f"\nresults: {report.results_md}  plots: {report.det_plot}")
     return EXIT_OK
@@ -152,9 +164,12 @@ def add_demo(sub) -> None:
     p = _command(sub, "demo", "the main job end to end on the built-in corpus: 6 losses x 3 seeds, deterministic",
                  "Synthesise the corpus, train the paper's six losses for a fixed number of batches with 3 seeds "
                  "each, test them and print the comparison with intervals and significance tests; the same "
-                 "machine prints the same table every time.",
+                 "machine prints the same table every time. Run it again after an interruption: it continues "
+                 "where it stopped (finished runs train nothing, the interrupted one resumes exactly).",
                  "voxmetric demo --out demo")
     p.add_argument("-o", "--out", default="demo", metavar="DIR", help="output folder (default ./demo)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train every run again instead of continuing the demo in DIR (default: continue)")
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="training seeds per loss, at least 3 (default 3)")
     _add_quiet(p)
     p.set_defaults(func=_run_demo)
@@ -167,4 +182,4 @@ def _run_demo(args) -> int:
         raise UsageError(f"demo --seeds must be at least 3 (one seed cannot separate a loss from luck), "
                          f"got {args.seeds}")
     check_writable(os.path.join(args.out, "corpus", "synth.json"))  # before the corpus and the trainings
-    return run_demo(args.out, seeds=args.seeds, progress=not args.quiet)
+    return run_demo(args.out, seeds=args.seeds, progress=not args.quiet, overwrite=args.overwrite)

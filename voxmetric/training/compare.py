@@ -188,13 +188,20 @@ def _test(run: Config, checkpoint: str | Path, corpus, progress: bool, cohort=No
             "eval_time_s": time.perf_counter() - started}
 
 
-def _train_and_score(run: Config, run_dir: Path, corpus, progress: bool) -> dict[str, Any]:
-    """Train one run, test its best (else last) checkpoint; scores and timings."""
+def _train_and_score(run: Config, run_dir: Path, corpus, progress: bool, resume: bool = False) -> dict[str, Any]:
+    """Train one run (``resume``: continue the one in ``run_dir``; a finished run trains
+    nothing), test its best (else last) checkpoint; scores and timings."""
     from .trainer import train
 
-    result = train(run, run_dir, progress=progress, overwrite=True)
+    try:
+        result = train(run, run_dir, progress=progress, resume=resume, overwrite=not resume)
+    except ConfigError as error:
+        if not resume:
+            raise
+        raise ConfigError(f"{run_dir}: {error}; or replace the comparison with --overwrite") from None
     if result.interrupted:  # Ctrl-C / SIGTERM: the run saved its checkpoint; stop the comparison too
-        raise Interrupted(f"{run_dir}: training interrupted (checkpoint saved)", result.stop_signal or 15)
+        raise Interrupted(f"{run_dir}: training interrupted (checkpoint saved; the same command with --resume "
+                          f"continues the comparison)", result.stop_signal or 15)
     record = result.__dict__
     return {"seed": run.seed, **run_summary(record, run_dir),
             **_test(run, tested_checkpoint(run_dir, record), corpus, progress)}
@@ -229,7 +236,7 @@ class LinePrefixer:
         return False
 
 
-def _job(run: Config, run_dir: Path, threads: int) -> dict[str, Any]:
+def _job(run: Config, run_dir: Path, threads: int, resume: bool = False) -> dict[str, Any]:
     """One run of a ``jobs`` > 1 comparison, in a worker process: train, then test (quietly:
     the parent prints one line per finished run; warnings go to stderr, each line prefixed
     with the run's loss and seed)."""
@@ -249,12 +256,13 @@ def _job(run: Config, run_dir: Path, threads: int) -> dict[str, Any]:
         try:
             if _worker_corpus is None or _worker_corpus[0] != key:
                 _worker_corpus = (key, build_corpus(run))
-            return _train_and_score(run, run_dir, _worker_corpus[1], progress=False)
+            return _train_and_score(run, run_dir, _worker_corpus[1], progress=False, resume=resume)
         finally:
             errors.flush()
 
 
-def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool) -> dict[str, list[dict[str, Any]]]:
+def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool,
+                  resumed: frozenset = frozenset()) -> dict[str, list[dict[str, Any]]]:
     """Every run of ``plan`` in ``jobs`` worker processes; the results in plan order.
 
     At most ``jobs`` runs are handed out at a time (none waits in a queue), one line per
@@ -292,7 +300,8 @@ def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool
         while todo or in_flight:
             while todo and len(in_flight) < jobs and not stopping and error is None:
                 name, _, run = todo.pop(0)
-                in_flight[executor.submit(_job, run, out / name / f"seed{run.seed}", threads)] = (name, run.seed)
+                in_flight[executor.submit(_job, run, out / name / f"seed{run.seed}", threads,
+                                          (name, run.seed) in resumed)] = (name, run.seed)
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
                 name, seed = in_flight.pop(future)
@@ -322,7 +331,8 @@ def _run_parallel(plan: list, out: Path, jobs: int, threads: int, progress: bool
     if error is not None:
         raise error
     if stopping:
-        raise Interrupted(f"{out}: comparison interrupted (each running run saved its checkpoint)", stopping[0])
+        raise Interrupted(f"{out}: comparison interrupted (each running run saved its checkpoint; the same command "
+                          f"with --resume continues it)", stopping[0])
     runs: dict[str, list[dict[str, Any]]] = {}
     for name, _, run in plan:
         runs.setdefault(name, []).append(by_run[name, run.seed])
@@ -356,9 +366,53 @@ def _check_losses(losses: list[str]) -> None:
         raise ConfigError(f"--losses: a loss is named twice in {', '.join(losses)}")
 
 
+REPORT_FILES = ("results.md", "results.json", "scores.npz", "det.png", "training_curves.png")
+"""What :func:`compare` writes at the end, beside the run folders."""
+
+
+def _holds_run(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / name).exists() for name in ("config.yml", "metrics.jsonl", "checkpoints"))
+
+
+def claim_output(out: Path, planned: list[str], resume: bool, overwrite: bool, trains: bool = True) -> set[str]:
+    """Make ``out`` ready for a comparison whose runs are ``planned`` (``"loss/seed<s>"``).
+
+    An earlier comparison there (run folders ``*/seed*``, or its report) is an error unless
+    ``resume`` (continue it: its planned runs go on from their checkpoints, finished ones
+    train nothing; a run folder outside the plan is an error) or ``overwrite`` (its run
+    folders outside the plan are removed, the planned ones start again). Either way the
+    earlier report is removed: it is written again at the end. Returns the planned runs that
+    resume from a checkpoint.
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume continues the comparison in the output folder, --overwrite replaces it: give one")
+    runs = sorted(f"{d.parent.name}/{d.name}" for d in out.glob("*/seed*") if _holds_run(d)) if out.is_dir() else []
+    reports = [name for name in REPORT_FILES if (out / name).exists()]
+    if not runs and not reports:
+        return set()
+    if not (resume or overwrite):
+        how = "continue it with --resume, replace it" if trains else "replace it"
+        raise ConfigError(f"{out} already holds a comparison ({(runs or reports)[0]}): {how} with --overwrite, "
+                          f"or choose another --out")
+    stale = [run for run in runs if run not in planned]
+    if resume and stale:
+        raise ConfigError(f"--resume: {out} holds runs this comparison does not plan ({', '.join(stale)}): give the "
+                          f"earlier comparison's --losses and --seeds, or replace it with --overwrite")
+    import shutil
+
+    for run in stale:
+        shutil.rmtree(out / run)
+        if not any((out / run).parent.iterdir()):
+            (out / run).parent.rmdir()
+    for name in reports:
+        (out / name).unlink()
+    return {run for run in planned if resume and (out / run / "checkpoints" / "last.pt").exists()}
+
+
 def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str | None = None,
             seeds: int | None = None, threads: int | None = None, progress: bool = True,
-            reuse_runs: str | Path | None = None, jobs: int = 1) -> CompareReport:
+            reuse_runs: str | Path | None = None, jobs: int = 1, resume: bool = False,
+            overwrite: bool = False) -> CompareReport:
     """Train and evaluate every loss ``seeds`` times; write the tables and plots (module docstring).
 
     ``losses`` None: the paper's six; ``seeds`` None: 1. With ``reuse_runs`` (an earlier
@@ -367,7 +421,8 @@ def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str 
     tested on this config's evaluation trials; losses, seeds, budget and threads default
     to the earlier comparison's, and the report is the one training would have written.
     ``jobs`` > 1: that many runs at once, in worker processes (module docstring); it needs
-    ``threads`` (a fixed count per run) and applies to training only.
+    ``threads`` (a fixed count per run) and applies to training only. An earlier comparison
+    in ``out_dir`` is refused unless ``resume`` or ``overwrite`` (:func:`claim_output`).
     """
     from .trainer import build_corpus
 
@@ -397,23 +452,32 @@ def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str 
     check_writable(out / "results.md")  # a file in the way or no permission: said before any training
     plan = [(name, s, run_config(config, name, budget_batches, budget_s, seed_offset=s))
             for name in losses for s in range(seeds)]
+    if resume and source is not None:
+        raise ConfigError("--resume with --reuse-runs: nothing is trained when runs are reused")
     reused = {(name, run.seed): reused_run(source, name, run) for name, _, run in plan} if source else {}
+    resumed = claim_output(out, [f"{name}/seed{run.seed}" for name, _, run in plan], resume, overwrite,
+                           trains=source is None)
+    resumed = frozenset((name, run.seed) for name, _, run in plan if f"{name}/seed{run.seed}" in resumed)
+    if progress and resume:
+        print(f"== resuming {out}: {len(resumed)} of {len(plan)} runs have a checkpoint (a finished one trains "
+              f"nothing and is tested again)", flush=True)
     if jobs > 1 and source is None:
         if progress:
             print(f"== {len(plan)} runs ({', '.join(losses)} x {seeds} seeds), {jobs} at a time with {threads} "
                   f"thread(s) each: training ({_budget_text(plan[0][2])}), then testing on "
                   f"{config.evaluation.trials}", flush=True)
-        runs = _run_parallel(plan, out, jobs, threads, progress)
+        runs = _run_parallel(plan, out, jobs, threads, progress, resumed)
         return _write_report(out, runs, config, seeds, budget_s is not None, threads, budget=budget)
     with torch_threads(threads):
         corpus = build_corpus(config)
         runs: dict[str, list[dict[str, Any]]] = {}
         for name, s, run in plan:
             if source is None:
+                again = (name, run.seed) in resumed
                 if progress:
-                    print(f"== {name}, seed {run.seed} ({s + 1}/{seeds}): training ({_budget_text(run)}), "
-                          f"then testing on {config.evaluation.trials}", flush=True)
-                result = _train_and_score(run, out / name / f"seed{run.seed}", corpus, progress)
+                    print(f"== {name}, seed {run.seed} ({s + 1}/{seeds}): {'resuming' if again else 'training'} "
+                          f"({_budget_text(run)}), then testing on {config.evaluation.trials}", flush=True)
+                result = _train_and_score(run, out / name / f"seed{run.seed}", corpus, progress, resume=again)
             else:
                 summary, checkpoint = reused[name, run.seed]
                 if progress:
@@ -429,16 +493,35 @@ def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str 
 def compare_scale(config: Config, losses: list[str] | None, out_dir: str, train_speakers: list[int],
                   budget: str | None = None, seeds: int | None = None, threads: int | None = None,
                   progress: bool = True, reuse_runs: str | Path | None = None,
-                  jobs: int = 1) -> tuple[list[CompareReport], str]:
+                  jobs: int = 1, resume: bool = False, overwrite: bool = False) -> tuple[list[CompareReport], str]:
     """:func:`compare` at each number of training speakers (nested subsets), then ``scale.png``
     (mean EER with its 95% interval against training speakers, one line per loss),
     ``scale.md`` and ``scale.json`` in ``out_dir``. Returns the reports and the plot's path.
     With ``reuse_runs`` (an earlier ``compare_scale`` output), each size reuses its
-    ``speakers-N`` folder."""
+    ``speakers-N`` folder. ``resume`` / ``overwrite`` apply to each size's comparison; an
+    earlier ``speakers-N`` folder outside ``train_speakers`` is an error with ``resume``,
+    removed with ``overwrite``; without either an earlier output is refused before any work."""
+    import shutil
+
     from ..evaluate.plots import plot_scale
 
     out = Path(out_dir)
     check_writable(out / "scale.md")
+    if resume and overwrite:
+        raise ConfigError("--resume continues the comparison in the output folder, --overwrite replaces it: give one")
+    earlier = sorted(p.name for p in out.glob("speakers-*") if p.is_dir()) if out.is_dir() else []
+    earlier += [name for name in ("scale.md", "scale.json", "scale.png") if (out / name).exists()]
+    if earlier and not (resume or overwrite):
+        how = "continue it with --resume, replace it" if reuse_runs is None else "replace it"
+        raise ConfigError(f"{out} already holds a comparison ({earlier[0]}): {how} with --overwrite, "
+                          f"or choose another --out")
+    stale = [name for name in earlier if name.startswith("speakers-") and
+             name not in {f"speakers-{count}" for count in train_speakers}]
+    if stale and resume:
+        raise ConfigError(f"--resume: {out} holds sizes this comparison does not plan ({', '.join(stale)}): give "
+                          f"the earlier --train-speakers, or replace it with --overwrite")
+    for name in stale:
+        shutil.rmtree(out / name)
     reports = []
     for count in train_speakers:
         scaled = copy.deepcopy(config)
@@ -447,7 +530,7 @@ def compare_scale(config: Config, losses: list[str] | None, out_dir: str, train_
             print(f"=== {count} training speakers", flush=True)
         source = None if reuse_runs is None else Path(reuse_runs) / f"speakers-{count}"
         reports.append(compare(scaled, losses, str(out / f"speakers-{count}"), budget, seeds, threads, progress,
-                               reuse_runs=source, jobs=jobs))
+                               reuse_runs=source, jobs=jobs, resume=resume, overwrite=overwrite))
     losses = [row["loss"] for row in reports[0].rows]
     seeds = len(reports[0].rows[0]["runs"])
     points = {name: [] for name in losses}

@@ -8,7 +8,9 @@
    (``voxmetric/configs/demo.yml`` says how it is scaled down; the seed's full
    configuration is in ``configs/sinctdnn_aam.yml``). Every run trains for the same
    fixed number of batches, validates on the corpus' validation trials after every
-   epoch, and its best-validation checkpoint is tested on the test trials.
+   epoch, and its best-validation checkpoint is tested on the test trials. A demo already
+   in ``OUT`` is continued (``compare`` ``resume``): an interrupted demo, run again,
+   prints the tables an uninterrupted one would.
 3. Prints the tables (per-seed EER and minDCF, means, intervals over seeds and trials,
    pairwise tests, the ranking as far as the tests support it) and where the plots are.
 
@@ -27,6 +29,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from ..errors import Interrupted
 from .compare import PAPER_LOSSES, compare
 from .config import Config, load_config
 
@@ -52,9 +55,13 @@ def demo_config(out: Path, config_text: str | None = None) -> Config:
 def run_demo(out_dir: str = "demo", seeds: int = DEMO_SEEDS, progress: bool = True, *,
              losses: tuple[str, ...] = PAPER_LOSSES, speakers: int = DEMO_SPEAKERS,
              utterances: int = DEMO_UTTERANCES, config_text: str | None = None,
-             threads: int = DEMO_THREADS, jobs: int = DEMO_JOBS) -> int:
+             threads: int = DEMO_THREADS, jobs: int = DEMO_JOBS, overwrite: bool = False) -> int:
     """Run the demo into ``out_dir``. The keyword-only arguments exist for tests (a tiny
-    corpus and config through the same code path); ``voxmetric demo`` uses the defaults."""
+    corpus and config through the same code path); ``voxmetric demo`` uses the defaults.
+
+    A demo already in ``out_dir`` is continued: finished runs train nothing, an interrupted
+    one resumes from its checkpoint (exactly: the tables are the ones an uninterrupted demo
+    prints); ``overwrite`` starts every run again."""
     from ..data.synth.corpus import synthesize
 
     out = Path(out_dir)
@@ -64,11 +71,16 @@ def run_demo(out_dir: str = "demo", seeds: int = DEMO_SEEDS, progress: bool = Tr
           f"the seed's full configuration is configs/sinctdnn_aam.yml. Fixed budgets in batches, {threads} torch "
           f"thread(s) per run, {jobs} run(s) at a time: the tables do not depend on this machine's speed or load.",
           flush=True)
-    summary = synthesize(out / "corpus", speakers=speakers, utterances=utterances, seed=0, progress=progress)
+    summary = synthesize(out / "corpus", speakers=speakers, utterances=utterances, seed=0, progress=progress,
+                         overwrite=overwrite)
     print(summary, flush=True)
     config = demo_config(out, config_text)
-    report = compare(config, list(losses), str(out / "compare"), seeds=seeds, threads=threads, progress=progress,
-                     jobs=jobs)
+    try:
+        report = compare(config, list(losses), str(out / "compare"), seeds=seeds, threads=threads,
+                         progress=progress, jobs=jobs, resume=not overwrite, overwrite=overwrite)
+    except Interrupted as stopped:
+        raise Interrupted(f"{out}: demo interrupted (each running run saved its checkpoint; the same command "
+                          f"continues it)", stopped.signal) from None
     minutes = (time.perf_counter() - started) / 60
     print(f"\n{report.table}\n")
     print(f"Computed now in {minutes:.1f} min (time is reported, never used). Tables, pairwise tests and "
