@@ -60,7 +60,20 @@ def check_writable(path: str | os.PathLike, probe: bool = True) -> None:
     path = os.fspath(path)
     if os.path.isdir(path) or path.endswith(os.sep):
         raise WriteError(path, "it is a directory; give a file name to write")
-    ancestor = os.path.dirname(os.path.abspath(path))
+    _check_room(path, os.path.dirname(os.path.abspath(path)), probe)
+
+
+def check_writable_folder(folder: str | os.PathLike, probe: bool = True) -> None:
+    """:func:`check_writable` for an output folder (``train``, ``synth``, ``compare``): the
+    error names the folder, e.g. "x.wav: cannot write (it is a file, not a folder)"."""
+    folder = os.fspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise WriteError(folder, "it is a file, not a folder")
+    _check_room(folder, os.path.abspath(folder), probe)
+
+
+def _check_room(path: str, ancestor: str, probe: bool) -> None:
+    """``path`` can be made in ``ancestor`` or its nearest existing ancestor (see :func:`check_writable`)."""
     while not os.path.exists(ancestor) and os.path.dirname(ancestor) != ancestor:
         ancestor = os.path.dirname(ancestor)
     if not os.path.isdir(ancestor):

@@ -239,7 +239,7 @@ def test_a_corpus_under_a_file_is_one_line_before_rendering(tmp_path):
 
     a_file = tmp_path / "x.wav"
     a_file.write_text("x")
-    with pytest.raises(WriteError, match=rf"^{a_file}/syn/synth.json: cannot write \({a_file} is a file, not a "
+    with pytest.raises(WriteError, match=rf"^{a_file}/syn: cannot write \({a_file} is a file, not a "
                                          rf"folder\)$"):
         synthesize(a_file / "syn", speakers=4, utterances=2, workers=1, progress=False)
     assert sorted(os.listdir(tmp_path)) == ["x.wav"]

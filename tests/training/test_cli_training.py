@@ -41,8 +41,7 @@ def test_train_into_a_file_or_from_a_binary_config_is_one_line(tmp_path, tiny_co
     a_file = tmp_path / "x.wav"
     a_file.write_bytes(bytes(range(256)) * 4)
     assert main(["train", str(config), "--out", str(a_file)]) == 1
-    assert capsys.readouterr().err == (f"voxmetric: error: {a_file}/config.yml: cannot write ({a_file} is a file, "
-                                       f"not a folder)\n")
+    assert capsys.readouterr().err == f"voxmetric: error: {a_file}: cannot write (it is a file, not a folder)\n"
     assert main(["train", str(a_file)]) == 1
     assert capsys.readouterr().err == f"voxmetric: error: {a_file}: not a UTF-8 text YAML config (a binary file?)\n"
     broken = tmp_path / "broken.yml"
@@ -97,12 +96,13 @@ def test_compare_and_demo_into_a_file_fail_before_any_work(tmp_path, tiny_corpus
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x")
     assert main(["compare", str(config), "--losses", "aam", "--out", str(a_file / "cmp")]) == 1
-    assert capsys.readouterr().err == (f"voxmetric: error: {a_file}/cmp/results.md: cannot write ({a_file} is a "
+    assert capsys.readouterr().err == (f"voxmetric: error: {a_file}/cmp: cannot write ({a_file} is a "
                                        f"file, not a folder)\n")
+    assert main(["compare", str(config), "--losses", "aam", "--out", str(a_file)]) == 1
+    assert capsys.readouterr().err == f"voxmetric: error: {a_file}: cannot write (it is a file, not a folder)\n"
     monkeypatch.setattr(demo, "run_demo", lambda *args, **kwargs: pytest.fail("the demo started"))
     assert main(["demo", "--out", str(a_file), "-q"]) == 1
-    assert capsys.readouterr().err == (f"voxmetric: error: {a_file}/corpus/synth.json: cannot write ({a_file} is a "
-                                       f"file, not a folder)\n")
+    assert capsys.readouterr().err == f"voxmetric: error: {a_file}: cannot write (it is a file, not a folder)\n"
     assert a_file.read_text() == "x"
 
 

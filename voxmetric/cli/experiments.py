@@ -175,11 +175,11 @@ def add_demo(sub) -> None:
     p.set_defaults(func=_run_demo)
 
 def _run_demo(args) -> int:
-    from ..fileio import check_writable
+    from ..fileio import check_writable_folder
     from ..training.demo import run_demo
 
     if args.seeds < 3:
         raise UsageError(f"demo --seeds must be at least 3 (one seed cannot separate a loss from luck), "
                          f"got {args.seeds}")
-    check_writable(os.path.join(args.out, "corpus", "synth.json"))  # before the corpus and the trainings
+    check_writable_folder(args.out)  # before the corpus and the trainings
     return run_demo(args.out, seeds=args.seeds, progress=not args.quiet, overwrite=args.overwrite)

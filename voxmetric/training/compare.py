@@ -66,7 +66,7 @@ from typing import Any
 
 from .config import Config
 from ..errors import ConfigError, Interrupted, TrainingError
-from ..fileio import atomic_open, check_writable, write_json
+from ..fileio import atomic_open, check_writable_folder, write_json
 from .compare_runs import (SourceRuns, last_third_change, read_source, reused_run, run_summary,  # noqa: F401
                            tested_checkpoint)
 from .compare_report import (TIME_SECTION, CompareReport, _budget_text, _interval, _pct, _write_report,  # noqa: F401
@@ -449,7 +449,7 @@ def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str 
         raise ConfigError("--jobs N with a budget in minutes: runs sharing the machine would each get less training "
                           "in that time; give the budget in batches")
     out = Path(out_dir)
-    check_writable(out / "results.md")  # a file in the way or no permission: said before any training
+    check_writable_folder(out)  # a file in the way or no permission: said before any training
     plan = [(name, s, run_config(config, name, budget_batches, budget_s, seed_offset=s))
             for name in losses for s in range(seeds)]
     if resume and source is not None:
@@ -506,7 +506,7 @@ def compare_scale(config: Config, losses: list[str] | None, out_dir: str, train_
     from ..evaluate.plots import plot_scale
 
     out = Path(out_dir)
-    check_writable(out / "scale.md")
+    check_writable_folder(out)
     if resume and overwrite:
         raise ConfigError("--resume continues the comparison in the output folder, --overwrite replaces it: give one")
     earlier = sorted(p.name for p in out.glob("speakers-*") if p.is_dir()) if out.is_dir() else []

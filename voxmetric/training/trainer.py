@@ -55,7 +55,7 @@ from .run_state import _keep_previous, check_fresh, cut_log, resume_changes, res
 from .setup import (TrainStep, build_corpus, build_dataset, build_model_and_loss, build_teacher,  # noqa: F401
                     class_labels, describe_run, frontend_settings, resolve_device, validate)
 from ..errors import ConfigError, TrainingError, WriteError
-from ..fileio import atomic_open, check_writable, progress_bar
+from ..fileio import atomic_open, check_writable_folder, progress_bar
 
 
 @dataclass
@@ -85,7 +85,7 @@ class Trainer:
         self.device = resolve_device(config.training.device)
         self.checkpoints = self.out / "checkpoints"
         if distributed.is_main():
-            check_writable(self.out / "config.yml")  # a file in the way, no permission: before the corpus is read
+            check_writable_folder(self.out)  # a file in the way, no permission: before the corpus is read
         if not resume:
             check_fresh(self.out, overwrite)
         torch.manual_seed(config.seed)

@@ -43,7 +43,7 @@ import numpy as np
 
 from ... import audio
 from ...errors import ConfigError, CorpusError, WriteError
-from ...fileio import atomic_open, check_writable, progress_bar
+from ...fileio import atomic_open, check_writable_folder, progress_bar
 from ..corpus import Utterance
 from .channel import apply_channel, draw_channel
 from ...audio.io import SAMPLE_RATE_HZ
@@ -403,7 +403,7 @@ def synthesize(
     if record is not None and _is_complete(out, record, plans):
         return _summary_from_record(out, record)
 
-    check_writable(out / "synth.json")  # a file in the way, no permission: one line naming it
+    check_writable_folder(out)  # a file in the way, no permission: one line naming it
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
