@@ -194,3 +194,24 @@ def test_flac_of_unknown_length_reads_like_the_same_file_with_it(tmp_path):
     assert audio.info(unknown).frames == 40_000 and audio.duration_s(unknown) == 2.5
     np.testing.assert_array_equal(audio.read(unknown), audio.read(known))
     np.testing.assert_array_equal(audio.read(unknown, start_s=1.0, duration_s=0.5), audio.read(known, start_s=1.0, duration_s=0.5))
+
+
+def test_counting_an_unknown_length_stops_past_a_limit(tmp_path):
+    """A caller with a length limit (the service) learns that a streamed FLAC exceeds it after
+    one decoded block, not after decoding the whole file."""
+    from voxmetric.audio.io import READ_BLOCK_FRAMES
+
+    signal = (0.1 * np.sin(np.arange(3 * READ_BLOCK_FRAMES + 5) / 7.0)).astype(np.float32)
+    known = tmp_path / "known.flac"
+    audio.write(known, signal)
+    data = bytearray(known.read_bytes())
+    data[21] &= 0xF0
+    data[22:26] = bytes(4)
+    unknown = tmp_path / "unknown.flac"
+    unknown.write_bytes(bytes(data))
+    whole = audio.info(unknown)
+    assert whole.frames == len(signal) and not whole.counted_to_limit
+    stopped = audio.info(unknown, stop_after_frames=1000)
+    assert stopped.frames == READ_BLOCK_FRAMES and stopped.counted_to_limit
+    header = audio.info(known, stop_after_frames=1000)  # a header that says: nothing to count
+    assert header.frames == len(signal) and not header.counted_to_limit

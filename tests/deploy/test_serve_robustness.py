@@ -145,6 +145,14 @@ def test_uploads_over_the_limit_in_samples_are_refused_before_decoding():
         usual = client.post("/v1/embed", headers=AUTH, files={"audio": ("usual.flac", _audio(0.8, 48_000))})
         assert usual.status_code == 200, usual.text
         assert len(model.calls) == 1
+        # A FLAC streamed from a pipe (total_samples 0: length unknown) is counted, up to the limit.
+        streamed = bytearray(_audio(4.0, 16_000))
+        streamed[21] &= 0xF0
+        streamed[22:26] = bytes(4)
+        unknown = client.post("/v1/embed", headers=AUTH, files={"audio": ("pipe.flac", bytes(streamed))})
+        assert unknown.status_code == 413, unknown.text
+        assert unknown.json() == {"error": "upload 'audio' (pipe.flac): more than 1 s of audio, over the limit of 1 s"}
+        assert len(model.calls) == 1
 
 
 # --- #2: capacity counted before the body is read; a body timeout --------------------------

@@ -71,6 +71,7 @@ class AudioInfo:
     frames: int
     format: str
     subtype: str
+    counted_to_limit: bool = False  # the header left the length unknown and counting stopped at a limit
 
     @property
     def duration_s(self) -> float:
@@ -126,26 +127,34 @@ def _check_header(path: str, sample_rate_hz: int, channels: int, frames: int) ->
                          f"(voxmetric.audio.io.MAX_DURATION_S)")
 
 
-def info(path: str | os.PathLike) -> AudioInfo:
+def info(path: str | os.PathLike, stop_after_frames: int | None = None) -> AudioInfo:
     """Header information of an audio file (no samples decoded).
+
+    A header that leaves the length unknown (a FLAC written to a pipe) has its frames counted
+    by decoding; with ``stop_after_frames`` the count stops as soon as it passes that many
+    (``frames`` is then only a lower bound and ``counted_to_limit`` is true): a caller with a
+    length limit learns that it is exceeded without decoding the rest.
 
     Raises:
         AudioError: the file is missing, empty, unreadable or holds no samples.
     """
     path = os.fspath(path)
     with _open(path) as f:
-        frames = f.frames if f.frames < _UNKNOWN_FRAMES else _count_frames(path, f)
-        result = AudioInfo(path, f.samplerate, f.channels, frames, f.format, f.subtype)
+        frames = f.frames if f.frames < _UNKNOWN_FRAMES else _count_frames(path, f, stop_after_frames)
+        stopped = f.frames >= _UNKNOWN_FRAMES and stop_after_frames is not None and frames > stop_after_frames
+        result = AudioInfo(path, f.samplerate, f.channels, frames, f.format, f.subtype, stopped)
     if result.frames <= 0:
         raise AudioError(f"{path}: contains no samples (zero-length audio)")
     return result
 
 
-def _count_frames(path: str, f: sf.SoundFile) -> int:
-    """Frames of a file whose header does not say, by decoding it block by block (nothing kept)."""
+def _count_frames(path: str, f: sf.SoundFile, stop_after: int | None = None) -> int:
+    """Frames of a file whose header does not say, by decoding it block by block (nothing kept);
+    past ``stop_after`` frames, the count so far."""
     limit, total = int(MAX_DURATION_S * f.samplerate), 0
+    stop = limit if stop_after is None else min(limit, stop_after)
     try:
-        while total <= limit:
+        while total <= stop:
             count = _read_block(f, READ_BLOCK_FRAMES).shape[0]
             total += count
             if count < READ_BLOCK_FRAMES:

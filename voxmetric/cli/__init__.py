@@ -13,6 +13,7 @@ of the good inputs were written, each failure is listed on stderr and in ``OUT.e
 from __future__ import annotations
 
 import argparse
+import warnings
 import sys
 
 from ..errors import Interrupted, UsageError, VoxmetricError
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_command(sub)
     return parser
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"voxmetric: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -67,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # a library warning is one line, not a source path and code
+            warnings.showwarning = _one_line_warning
+            return args.func(args)
     except UsageError as error:
         command_parser.print_usage(sys.stderr)
         print(f"{command_parser.prog}: error: {error}", file=sys.stderr)

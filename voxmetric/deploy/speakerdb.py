@@ -48,6 +48,7 @@ import shutil
 import sqlite3
 import tempfile
 import unicodedata
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -115,6 +116,30 @@ def normalise_name(name: str) -> str:
     if not isinstance(name, str):
         raise SpeakerDBError(f"a speaker name must be a string, got {name!r}")
     return unicodedata.normalize("NFC", name.strip())
+
+
+def _normalise_stored_names(connection: sqlite3.Connection, path: str) -> None:
+    """Names stored by versions that kept them as sent (e.g. in NFD, or with spaces) are renamed
+    to :func:`normalise_name`'s form, so that lookups find them. A name whose normalised form is
+    already taken stays as it is (a warning names both); a read-only file is left unchanged."""
+    try:
+        stored = [row[0] for row in connection.execute("SELECT name FROM speakers")]
+        renames = {name: normalise_name(name) for name in stored if normalise_name(name) != name}
+        if not renames:
+            return
+        taken = set(stored)
+        with _transaction(connection, immediate=True):
+            connection.execute("PRAGMA defer_foreign_keys = ON")  # speaker and recordings renamed together
+            for old, new in renames.items():
+                if new in taken:
+                    warnings.warn(f"{path}: speaker {old!r} is stored unnormalised beside {new!r}; it cannot be "
+                                  f"looked up until {new!r} is removed (voxmetric speakers --remove)", stacklevel=3)
+                    continue
+                connection.execute("UPDATE speakers SET name = ? WHERE name = ?", (new, old))
+                connection.execute("UPDATE recordings SET speaker = ? WHERE speaker = ?", (new, old))
+                taken.add(new)
+    except sqlite3.OperationalError:  # read-only file, or busy: lookups of those names fail as before
+        return
 
 
 def _repeats(normalised: np.ndarray, sources: list[str], stored: list[tuple[str, bytes]]) -> dict[int, str]:
@@ -243,6 +268,7 @@ class SpeakerDB:
             raise ModelMismatchError(
                 f"{path}: holds embeddings of model {meta.get('model_id')!r}, not {model_id!r}; embeddings of "
                 f"different models cannot be compared (use another database file, or re-enrol everyone with this model)")
+        _normalise_stored_names(connection, path)
         dim = meta.get("embedding_dim")
         return cls(connection, path, model_id, int(dim) if dim else None)
 

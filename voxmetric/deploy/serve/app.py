@@ -163,10 +163,11 @@ class Service:
         max_frames = int(limit_s * MAX_UPLOAD_RATE_HZ)
         for uploads in form.uploads.values():
             for upload in uploads:
-                header = audio.info(upload.path)
+                header = audio.info(upload.path, stop_after_frames=max_frames)
                 if header.duration_s > limit_s:
-                    raise UploadTooLarge(f"{upload.label}: {_duration(header.duration_s)} of audio, over the limit "
-                                         f"of {_duration(limit_s)}")
+                    amount = f"more than {_duration(limit_s)}" if header.counted_to_limit else \
+                        _duration(header.duration_s)
+                    raise UploadTooLarge(f"{upload.label}: {amount} of audio, over the limit of {_duration(limit_s)}")
                 if header.frames > max_frames:
                     raise UploadTooLarge(f"{upload.label}: {header.frames} samples at {header.sample_rate_hz} Hz, "
                                          f"over the limit of {max_frames} ({_duration(limit_s)} at "
