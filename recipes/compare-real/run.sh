@@ -16,6 +16,8 @@
 # VAL_SPEAKERS (default 20), VAL_UTTERANCES (files per validation speaker, default 6), PY (the
 # Python), SHARED (the data folder), WORK (the work folder, default work/compare-real).
 # Results depend on THREADS (float sums split by thread): compare runs made with the same value.
+# Run again, it continues (compare --resume: finished runs train nothing, an interrupted one
+# resumes from its checkpoint); OVERWRITE=1 trains everything again.
 set -euo pipefail
 SHARED=${SHARED:-../shared/data}
 WORK=${WORK:-work/compare-real}
@@ -53,15 +55,17 @@ ABS_WORK=$(cd "$WORK" && pwd); ABS_SHARED=$(cd "$SHARED" && pwd)
 PATHS=(--set data.corpus="$ABS_WORK/train" --set validation.trials="$ABS_WORK/val/trials.txt"
        --set validation.root="$ABS_WORK/val")
 OUT=$WORK/$NAME
+if [[ "${OVERWRITE:-0}" == 1 ]]; then AGAIN=--overwrite; else AGAIN=--resume; fi
 
 # 3. Train every loss SEEDS times; test each best-validation checkpoint on the clean test set.
 $PY -m voxmetric.cli compare ${QUIET:+-q} "$CONFIG" --losses "$LOSSES" --seeds "$SEEDS" --threads "${THREADS:-1}" \
-  --jobs "${JOBS:-1}" --out "$OUT/compare-clean" "${PATHS[@]}" "${EXTRA[@]}" \
+  --jobs "${JOBS:-1}" --out "$OUT/compare-clean" "$AGAIN" "${PATHS[@]}" "${EXTRA[@]}" \
   --set evaluation.trials="$ABS_SHARED/real/trials.txt" --set evaluation.root="$ABS_SHARED/real"
 # 4. Degraded test set: no training. --reuse-runs takes step 3's networks (refused unless their
 #    training config equals this one; losses, seeds and threads are step 3's), tests the same
-#    checkpoints on the degraded copy and reuses step 3's s-norm cohorts.
+#    checkpoints on the degraded copy and reuses step 3's s-norm cohorts; its earlier results
+#    (test only) are replaced.
 $PY -m voxmetric.cli compare ${QUIET:+-q} "$CONFIG" --reuse-runs "$OUT/compare-clean" \
-  --out "$OUT/compare-degraded" "${PATHS[@]}" "${EXTRA[@]}" \
+  --out "$OUT/compare-degraded" --overwrite "${PATHS[@]}" "${EXTRA[@]}" \
   --set evaluation.trials="$ABS_WORK/real-degraded/trials.txt" --set evaluation.root="$ABS_WORK/real-degraded"
 echo "results: $OUT/compare-clean/results.md and $OUT/compare-degraded/results.md"

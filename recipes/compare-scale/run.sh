@@ -17,6 +17,7 @@
 # the full run (72 trainings) took 95 min on 2 cores (partly shared with a CI run).
 # The README's table is this recipe's full run of 2026-12-02.
 #
+# Run again, it continues (compare --resume); OVERWRITE=1 trains everything again.
 # Run from the repository root.
 set -euo pipefail
 WORK=${WORK:-work/compare-scale}
@@ -34,6 +35,7 @@ from pathlib import Path
 out = Path(sys.argv[1])
 (out / "demo.yml").write_text(resources.files("voxmetric.configs").joinpath("demo.yml").read_text())
 PY
+if [[ "${OVERWRITE:-0}" == 1 ]]; then AGAIN=--overwrite; else AGAIN=--resume; fi
 $PY -m voxmetric.cli compare "$WORK/demo.yml" --losses "$LOSSES" --seeds "$SEEDS" --threads "${THREADS:-1}" \
-  --jobs "${JOBS:-2}" --train-speakers "$SPEAKERS" --out "$WORK/compare" "$@"
+  --jobs "${JOBS:-2}" --train-speakers "$SPEAKERS" --out "$WORK/compare" "$AGAIN" "$@"
 echo "results: $WORK/compare/scale.md, plot: $WORK/compare/scale.png"
