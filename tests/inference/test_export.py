@@ -215,13 +215,13 @@ def test_export_refuses_a_name_of_another_format(weights, tmp_path, capsys, form
 
 
 def test_export_to_an_unwritable_path_fails_before_exporting(weights, tmp_path, capsys, monkeypatch):
-    from voxmetric.deploy import exporting
+    from voxmetric.inference import export
 
     def never(*args, **kwargs):
         raise AssertionError("exported before checking the output path")
 
-    monkeypatch.setattr(exporting, "export_network", never)
-    monkeypatch.setattr(exporting, "export_pretrained", never)
+    monkeypatch.setattr(export, "export_network", never)
+    monkeypatch.setattr(export, "export_pretrained", never)
     (tmp_path / "file").write_text("x")
     for format, out in [("onnx", tmp_path / "file" / "m.onnx"), ("safetensors", tmp_path / "file" / "m.safetensors"),
                         ("torchscript", tmp_path)]:

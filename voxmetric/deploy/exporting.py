@@ -13,15 +13,15 @@ from typing import Any
 
 from ..errors import UsageError
 from ..fileio import check_writable
-from ..inference.export import FORMATS, export_network, export_pretrained
-from ..inference.loading import read_source
 
-EXPORT_FORMATS = FORMATS + ("safetensors",)
-"""``voxmetric export --format`` choices."""
-
+# torch is imported only when a model is exported: building the command line (these
+# constants) stays fast.
 ENDINGS = {"onnx": (".onnx",), "torchscript": (".pt", ".pth"), "safetensors": (".safetensors",)}
 """Each format's file name endings: a name ending as another format's is refused (``model.safetensors``
 written as ONNX would replace a weights file by a file no command reads)."""
+
+EXPORT_FORMATS = tuple(ENDINGS)
+"""``voxmetric export --format`` choices: :data:`voxmetric.inference.export.FORMATS` and ``safetensors``."""
 
 
 def export_model(model_spec: str, format: str, out: str, calibration: str | None = None,
@@ -42,6 +42,9 @@ def export_model(model_spec: str, format: str, out: str, calibration: str | None
         CheckpointError, ExportError: unreadable model, export failure.
         VoxmetricError: a calibration made for another model.
     """
+    from ..inference.export import export_network, export_pretrained
+    from ..inference.loading import read_source
+
     if format not in EXPORT_FORMATS:
         raise UsageError(f"--format {format}: use one of {', '.join(EXPORT_FORMATS)}")
     check_ending(format, out)
