@@ -7,15 +7,15 @@ Load from a local clone (nothing is downloaded: the weights ship in
     model = torch.hub.load("/path/to/voxmetric", "sinctdnn_aam", source="local")
     model.embed("a.wav")                 # (embedding_dim,) numpy array
     model.score("a.wav", "b.wav")        # cosine similarity
-    model.verify("a.wav", "b.wav")       # VerifyResult(score, llr, accepted, threshold)
+    model.verify("a.wav", "b.wav")       # VerifyResult(score, llr, accepted, threshold, warnings)
 
-Each entry point returns the same object as ``voxmetric.load_model(name)``: a
+Each entry point returns what ``voxmetric.load_model(name)`` returns: a
 :class:`voxmetric.pretrained.SpeakerModel` (``.embed``, ``.embed_batch``, ``.score``,
 ``.verify``, ``.to(device)``; the ``torch.nn.Module`` is ``.network``). See the model
 cards in ``voxmetric/inference/bundled/`` for what each model was trained on.
 """
 
-dependencies = ["torch", "numpy", "scipy", "soundfile"]
+dependencies = ["torch", "numpy", "scipy", "soundfile", "safetensors", "tqdm"]
 
 
 def sinctdnn_aam(device: str = "cpu"):

@@ -169,3 +169,18 @@ def int_at_least(minimum: int):
         return value
 
     return parse
+
+
+def same_model(fingerprint_a: str | None, fingerprint_b: str | None) -> bool:
+    """Whether two model fingerprints (``name:sha256:HEX``) identify the same network.
+
+    Only the digest of the configuration and weights counts: the name part is the file's
+    stem, so a renamed or copied weights file (``best.pt`` -> ``model.pt``, an export of a
+    bundled model) is the same model. Strings without a digest compare whole.
+    """
+    def digest(fingerprint: str | None) -> str | None:
+        if isinstance(fingerprint, str) and ":sha256:" in fingerprint:
+            return fingerprint.split(":sha256:", 1)[1]
+        return fingerprint
+
+    return digest(fingerprint_a) == digest(fingerprint_b)

@@ -27,6 +27,11 @@ class ConfigError(VoxmetricError):
     """A configuration value is unknown, of the wrong type or impossible."""
 
 
+class ArgumentError(ConfigError, ValueError):
+    """A wrong value passed to the Python API (a front-end setting, a calibration, a threshold,
+    a sample rate); also a ``ValueError`` for code that catches those."""
+
+
 class CheckpointError(VoxmetricError):
     """A checkpoint or weights file is missing, corrupt, or not trusted."""
 

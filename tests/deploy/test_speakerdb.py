@@ -56,6 +56,17 @@ def test_refuses_another_models_database(path):
         SpeakerDB.open(path, "tdnn:sha256:ffff")
     with SpeakerDB.open(path, MODEL) as db:  # unchanged by the refused open
         assert db.names() == ["alice"]
+    # The same weights under another file name (a renamed best.pt, an export) are the same model.
+    with SpeakerDB.open(path, "renamed:sha256:0123abcd") as db:
+        assert db.names() == ["alice"]
+
+
+def test_fingerprints_compare_by_their_digest():
+    from voxmetric.checks import same_model
+
+    assert same_model("best:sha256:abc", "model:sha256:abc")
+    assert not same_model("best:sha256:abc", "best:sha256:abd")
+    assert same_model("plain", "plain") and not same_model("plain", "other") and same_model(None, None)
 
 
 def test_remove_list_and_unknown_names(path):

@@ -228,3 +228,15 @@ def test_export_to_an_unwritable_path_fails_before_exporting(weights, tmp_path, 
         assert main(["export", str(weights["sinctdnn"]), "--format", format, str(out)]) == 1
         err = capsys.readouterr().err
         assert err.startswith(f"voxmetric: error: {out}: cannot write (") and err.count("\n") == 1
+
+
+def test_read_metadata_of_a_file_that_is_no_export_is_one_line(tmp_path):
+    from voxmetric.errors import ExportError
+    from voxmetric.inference.export import read_metadata
+
+    junk = tmp_path / "x.pt"
+    junk.write_bytes(b"RIFF....WAVEfmt ")
+    for path, message in ((tmp_path / "missing.onnx", "no such file"), (tmp_path, "is a folder"),
+                          (junk, "not a voxmetric TorchScript export")):
+        with pytest.raises(ExportError, match=message):
+            read_metadata(path)

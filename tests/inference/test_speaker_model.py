@@ -232,8 +232,58 @@ def test_bad_inputs_give_clear_errors(tiny_weights, tmp_path):
         model.embed(np.ones((32000, 20), dtype=np.float32))
     with pytest.raises(AudioError, match="no such file"):
         model.embed(tmp_path / "missing.wav")
-    with pytest.raises(ValueError, match="sample_rate_hz is for arrays"):
-        model.embed(tmp_path / "missing.wav", sample_rate=8000)
+    for rate in (0, -16000, 100, 16000.5, "16k", 10**9, True):
+        with pytest.raises(AudioError, match=rf"input array: sample rate {rate!r} must be a whole number of Hz "
+                                             rf"from 4000 to 384000"):
+            model.embed(_voice(1.0), sample_rate=rate)
+
+
+def test_files_and_arrays_mix_with_a_rate_for_the_arrays(tiny_weights, tmp_path):
+    model = load_model(tiny_weights)
+    path = tmp_path / "v.wav"
+    audio.write(path, _voice(2.0))
+    at_8k = audio.resample(_voice(2.0), 16000, 8000)
+    both = model.embed_batch([at_8k, path], sample_rate=8000)
+    np.testing.assert_array_equal(both[1], model.embed(path))
+    np.testing.assert_array_equal(both[0], model.embed(at_8k, sample_rate=8000))
+    assert np.isfinite(model.verify(at_8k, path, sample_rate=8000).score)
+
+
+def test_wrong_values_in_the_python_api_are_voxmetric_errors(tiny_weights, tmp_path):
+    from voxmetric.errors import ArgumentError, CheckpointError, ConfigError, SpeakerDBError
+    from voxmetric.deploy.enroll import enroll, identify
+
+    model = load_model(tiny_weights)
+    voice = _voice(1.0)
+    for threshold in (float("nan"), "x", float("inf")):
+        with pytest.raises(ArgumentError, match="threshold must be a finite number"):
+            model.verify(voice, voice, threshold=threshold)
+    with pytest.raises(CheckpointError, match="give a bundled model name"):
+        load_model(None)
+    with pytest.raises(ArgumentError, match="vad must be True or False"):
+        load_model(tiny_weights, vad="no")
+    with pytest.raises(ArgumentError, match="calibration must be"):
+        load_model(tiny_weights, calibration={"scale": 1})
+    with pytest.raises(ArgumentError, match="calibration scale must be a finite number, got nan"):
+        load_model(tiny_weights, calibration={"scale": float("nan"), "offset": 0})
+    with pytest.raises(ArgumentError, match="unknown front-end setting 'foo'"):
+        model.set_frontend(foo=1)
+    with pytest.raises(ArgumentError, match="window_s must be a positive number"):
+        model.set_frontend(window_s=-1)
+    with pytest.raises(ConfigError):
+        model.to("gpu")
+    for one in ("a.wav", voice):  # one input where a list belongs: not taken apart
+        with pytest.raises(ArgumentError, match="give a list of files or arrays"):
+            model.embed_batch(one)
+    with pytest.raises(ArgumentError, match="enroll: give a list"):
+        enroll(model, tmp_path / "s.db", "carol", "a.wav")
+    with pytest.raises(VoxmetricError, match="enroll 'dave': no recordings given"):
+        enroll(model, tmp_path / "s.db", "dave", [])
+    path = tmp_path / "v.wav"
+    audio.write(path, voice)
+    enroll(model, tmp_path / "s.db", "erin", [path])
+    with pytest.raises(SpeakerDBError, match="top must be a whole number"):
+        identify(model, tmp_path / "s.db", path, top="2")
 
 
 def test_rms_normalisation_makes_embeddings_level_independent(tmp_path):
@@ -337,7 +387,16 @@ def test_hub_entry_point_loads_the_bundled_model(fake_bundled):
     spec = importlib.util.spec_from_file_location("hubconf", REPO_ROOT / "hubconf.py")
     hubconf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hubconf)
-    assert hubconf.dependencies == ["torch", "numpy", "scipy", "soundfile"]
+    # torch.hub checks `dependencies` before loading: each of voxmetric's requirements that loading
+    # a bundled model imports must be listed, so that a missing one gets torch.hub's message.
+    import subprocess
+    import sys
+
+    requirements = ["torch", "numpy", "scipy", "soundfile", "yaml", "tqdm", "matplotlib", "safetensors"]
+    code = ("import sys; from voxmetric.inference.speaker_model import load_model; load_model('sinctdnn-aam'); "
+            f"print(' '.join(n for n in {requirements!r} if n in sys.modules))")
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert {"torch", "safetensors"} <= set(imported) and set(imported) <= set(hubconf.dependencies)
     assert "SincNet" in hubconf.sinctdnn_aam.__doc__ and "ECAPA" in hubconf.ecapa_aam.__doc__
     assert hubconf.sinctdnn_aam(device="cpu").name == "sinctdnn-aam"
 

@@ -9,6 +9,7 @@ segment without decoding the rest of the file. Every problem with a file is an
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -109,6 +110,26 @@ def _open(path: str) -> sf.SoundFile:
         f.close()
         raise
     return f
+
+
+def array_rate(sample_rate_hz, source: str = "input array") -> int:
+    """The sample rate given with an array (None: 16 kHz), checked: a whole number of Hz within
+    the rates files may have (:data:`MIN_SAMPLE_RATE_HZ`..:data:`MAX_SAMPLE_RATE_HZ`).
+
+    Raises:
+        AudioError: naming ``source`` and the value.
+    """
+    if sample_rate_hz is None:
+        return SAMPLE_RATE_HZ
+    try:
+        rate = float(sample_rate_hz)
+    except (TypeError, ValueError):
+        rate = math.nan
+    if isinstance(sample_rate_hz, bool) or not math.isfinite(rate) or rate != int(rate) or \
+            not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
+        raise AudioError(f"{source}: sample rate {sample_rate_hz!r} must be a whole number of Hz from "
+                         f"{MIN_SAMPLE_RATE_HZ} to {MAX_SAMPLE_RATE_HZ}")
+    return int(rate)
 
 
 def _check_header(path: str, sample_rate_hz: int, channels: int, frames: int) -> None:

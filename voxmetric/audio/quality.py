@@ -293,7 +293,7 @@ def load_speech(item, sample_rate_hz: int | None = None, vad: bool = True, confi
         native = audio.read(path, sample_rate_hz=original_hz)
         owned = True
     else:
-        path, original_hz = None, int(sample_rate_hz or SAMPLE_RATE_HZ)
+        path, original_hz = None, audio.io.array_rate(sample_rate_hz)
         native = np.asarray(item, dtype=np.float32)
         if native.ndim != 1:
             raise ValueError(f"expected a (samples,) mono array, got shape {native.shape}")

@@ -18,6 +18,7 @@ import numpy as np
 from ..data.trials import key_paths, read_trials, trial_keys, trial_root
 from ..errors import TrialsError, UnknownSpeakerError, UsageError, VoxmetricError
 from ..inference.batch import BatchResult, Failure, Warn, embed_each, read_list
+from ..inference.frontend import check_several
 from ..inference.speaker_model import SpeakerModel, VerifyResult, _named
 from .speakerdb import Speaker, SpeakerDB, normalise_name
 
@@ -77,6 +78,9 @@ def enroll_files(model: SpeakerModel, db_path: str | os.PathLike, name: str, pat
         VoxmetricError: a bad recording (without ``skip_errors``), or none usable.
         ModelMismatchError: the database belongs to another model.
     """
+    paths = check_several(paths, "enroll")
+    if not paths:
+        raise VoxmetricError(f"enroll '{name}': no recordings given")
     done = embed_each(model, paths, skip_errors=skip_errors, progress=progress, on_warning=on_warning,
                       desc="enrolling")
     good = [p for p in dict.fromkeys(os.fspath(p) for p in paths) if p in done.embeddings]

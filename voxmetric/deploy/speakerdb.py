@@ -54,6 +54,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from ..checks import same_model
 from ..errors import ModelMismatchError, SpeakerDBError, UnknownSpeakerError
 from .sqlite import _is_busy, _retry, _transaction, _use_wal
 
@@ -263,7 +264,7 @@ class SpeakerDB:
         except BaseException:
             connection.close()
             raise
-        if meta.get("model_id") != model_id:
+        if not same_model(meta.get("model_id"), model_id):
             connection.close()
             raise ModelMismatchError(
                 f"{path}: holds embeddings of model {meta.get('model_id')!r}, not {model_id!r}; embeddings of "
@@ -478,7 +479,8 @@ class SpeakerDB:
     def verify(self, name: str, embedding) -> float:
         """Cosine similarity between ``embedding`` ``(dim,)`` and the enrolled speaker ``name``."""
         probe = self._check_probe(embedding)
-        return float(self.get(name).embedding.astype(np.float64) @ probe)
+        # Unit vectors stored in float32: a product may pass 1 by rounding; cosines stay in [-1, 1].
+        return float(np.clip(self.get(name).embedding.astype(np.float64) @ probe, -1.0, 1.0))
 
     def identify(self, embedding, top: int = 3) -> list[tuple[str, float]]:
         """The ``top`` enrolled speakers closest to ``embedding`` ``(dim,)``.
@@ -489,14 +491,14 @@ class SpeakerDB:
         Raises:
             SpeakerDBError: the database is empty, ``top < 1``, or the dimension differs.
         """
-        if top < 1:
-            raise SpeakerDBError(f"top must be at least 1, got {top}")
+        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+            raise SpeakerDBError(f"top must be a whole number of speakers, at least 1, got {top!r}")
         probe = self._check_probe(embedding)
         rows = self._retry(lambda: self._connection.execute("SELECT name, embedding FROM speakers").fetchall())
         if not rows:
             raise SpeakerDBError(f"{self.path}: no speakers enrolled; enrol some before identifying")
         enrolled = np.stack([_from_blob(blob) for _, blob in rows]).astype(np.float64)
-        scores = enrolled @ probe
+        scores = np.clip(enrolled @ probe, -1.0, 1.0)
         order = np.argsort(-scores, kind="stable")[:top]
         return [(rows[i][0], float(scores[i])) for i in order]
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from ..errors import ScoresError
+from ..errors import ArgumentError, ScoresError
 from .metrics import _check
 
 #: Ridge on the standardised slope: keeps the fit finite when the scores separate the
@@ -83,8 +83,17 @@ class Calibration:
         if isinstance(data, Calibration):
             return data
         if not isinstance(data, dict) or set(data) != {"scale", "offset"}:
-            raise ValueError(f"calibration must be {{'scale': float, 'offset': float}}, got {data!r}")
-        return cls(float(data["scale"]), float(data["offset"]))
+            raise ArgumentError(f"calibration must be {{'scale': float, 'offset': float}}, got {data!r}")
+        values = []
+        for key in ("scale", "offset"):
+            try:
+                value = float(data[key])
+            except (TypeError, ValueError):
+                value = math.nan
+            if isinstance(data[key], bool) or not math.isfinite(value):
+                raise ArgumentError(f"calibration {key} must be a finite number, got {data[key]!r}")
+            values.append(value)
+        return cls(*values)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import same_model
 from ..errors import EmbeddingsError, TrialsError, VoxmetricError
 from ..fileio import atomic_open, atomic_path, check_writable, dumps_json
 
@@ -156,7 +157,7 @@ def check_same_model(*tables: "EmbeddingTable") -> None:
     """
     known = [t for t in tables if t.fingerprint]
     for other in known[1:]:
-        if other.fingerprint != known[0].fingerprint:
+        if not same_model(other.fingerprint, known[0].fingerprint):
             raise EmbeddingsError(
                 f"{known[0].source} holds embeddings of model {known[0].fingerprint} but {other.source} of "
                 f"model {other.fingerprint}: scores across models are meaningless; embed both with the same model"

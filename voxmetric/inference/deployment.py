@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from ..errors import ExportError
+
 METADATA_FORMAT = "voxmetric-exported-network/1"
 """``format`` value of the metadata written into exported networks."""
 
@@ -100,18 +102,28 @@ def deployment_metadata(model, level_in_graph: bool) -> dict[str, str]:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The :func:`deployment_metadata` of an exported ONNX or TorchScript file, JSON-decoded."""
-    path = os.fspath(path)
-    if path.endswith(".onnx"):
-        import onnx
+    """The :func:`deployment_metadata` of an exported ONNX or TorchScript file, JSON-decoded.
 
-        props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
-    else:
-        files = {"voxmetric.json": ""}
-        with _quiet():
-            torch.jit.load(path, _extra_files=files)
-        props = json.loads(files["voxmetric.json"])
-    return {key: json.loads(value) for key, value in props.items()}
+    Raises:
+        ExportError: a missing file, a folder, or a file that is not such an export (one line).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ExportError(f"{path}: {'is a folder' if os.path.isdir(path) else 'no such file'}, not an exported model")
+    try:
+        if path.endswith(".onnx"):
+            import onnx
+
+            props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+        else:
+            files = {"voxmetric.json": ""}
+            with _quiet():
+                torch.jit.load(path, _extra_files=files)
+            props = json.loads(files["voxmetric.json"])
+        return {key: json.loads(value) for key, value in props.items()}
+    except Exception as error:  # noqa: BLE001 - onnx / torch readers raise many kinds on foreign files
+        kind = "ONNX" if path.endswith(".onnx") else "TorchScript"
+        raise ExportError(f"{path}: not a voxmetric {kind} export ({type(error).__name__})") from None
 
 
 @contextlib.contextmanager

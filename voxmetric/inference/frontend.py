@@ -36,7 +36,7 @@ import torch
 
 from .. import audio
 from ..audio.quality import QualityReport, load_speech
-from ..errors import AudioError
+from ..errors import ArgumentError, AudioError
 from ..evaluate.extract import DEFAULT_STEP_S, DEFAULT_WINDOW_S, embed_waveform, embed_waveform_each
 from ..fileio import progress_bar
 
@@ -72,14 +72,14 @@ class FrontendSettings:
 
     def __post_init__(self):
         if not isinstance(self.vad, bool):
-            raise ValueError(f"front-end vad must be true or false, got {self.vad!r}")
+            raise ArgumentError(f"front-end vad must be true or false, got {self.vad!r}")
         if self.window_s is not None and not (_finite(self.window_s) and self.window_s > 0):
-            raise ValueError(f"front-end window_s must be a positive number or None, got {self.window_s!r}")
+            raise ArgumentError(f"front-end window_s must be a positive number or None, got {self.window_s!r}")
         if not (_finite(self.step_s) and self.step_s > 0):
-            raise ValueError(f"front-end step_s must be a positive number, got {self.step_s!r}")
+            raise ArgumentError(f"front-end step_s must be a positive number, got {self.step_s!r}")
         if self.rms_dbfs is not None and not (_finite(self.rms_dbfs) and self.rms_dbfs < 0):
-            raise ValueError(f"front-end rms_dbfs must be a negative number (dB re full scale) or None, "
-                             f"got {self.rms_dbfs!r}")
+            raise ArgumentError(f"front-end rms_dbfs must be a negative number (dB re full scale) or None, "
+                                f"got {self.rms_dbfs!r}")
 
     @classmethod
     def from_dict(cls, data: Any) -> "FrontendSettings":
@@ -87,13 +87,16 @@ class FrontendSettings:
         if isinstance(data, FrontendSettings):
             return data
         if not isinstance(data, dict) or not set(data) <= set(_KEYS):
-            raise ValueError(f"front-end settings must be a mapping with keys {', '.join(_KEYS)}; got {data!r}")
+            raise ArgumentError(f"front-end settings must be a mapping with keys {', '.join(_KEYS)}; got {data!r}")
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def replace(self, **changes) -> "FrontendSettings":
+        unknown = sorted(set(changes) - set(_KEYS))
+        if unknown:
+            raise ArgumentError(f"unknown front-end setting {unknown[0]!r}; the settings are {', '.join(_KEYS)}")
         return replace(self, **changes)
 
 
@@ -138,6 +141,15 @@ def rms_level(waveform: np.ndarray, chunk: int = 1 << 20) -> float:
         piece = waveform[first:first + chunk].astype(np.float64)
         total += float(np.einsum("i,i->", piece, piece))  # not np.dot: BLAS threads spin on a loaded machine
     return math.sqrt(total / max(waveform.shape[0], 1))
+
+
+def check_several(items, what: str) -> list:
+    """``items`` (a list or other iterable of inputs) as a list; one path or one array, which
+    would be taken apart character by character or row by row, is an error."""
+    if isinstance(items, (str, os.PathLike, bytes, np.ndarray, torch.Tensor)) or not hasattr(items, "__iter__"):
+        raise ArgumentError(f"{what}: give a list of files or arrays, got {type(items).__name__} "
+                            f"(for one input, put it in a list)")
+    return list(items)
 
 
 def source_name(item) -> str:
@@ -190,9 +202,7 @@ class Frontend:
             NoSpeechError: ``vad`` is on and the input holds no speech.
         """
         source = source_name(item)
-        if isinstance(item, (str, os.PathLike)):
-            if sample_rate_hz is not None:
-                raise ValueError("sample_rate_hz is for arrays; a file's rate is read from its header")
+        if isinstance(item, (str, os.PathLike)):  # its rate is in its header: sample_rate_hz is for arrays
             if self.cache is None:
                 return self._prepare_file(source)
             shaping = (self.settings.vad, self.settings.rms_dbfs)
@@ -252,6 +262,7 @@ class Frontend:
 
         ``progress`` shows a bar, only on a terminal (:func:`voxmetric.fileio.progress_bar`).
         """
+        items = check_several(items, "embed_files")
         rows = [self.embed(item, sample_rate_hz)[0]
                 for item in progress_bar(items, enabled=progress, desc="embedding", unit="file", leave=False)]
         return np.stack(rows) if rows else np.zeros((0, self.embedding_dim), dtype=np.float32)

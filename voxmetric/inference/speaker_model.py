@@ -3,7 +3,7 @@
 >>> from voxmetric import load_model
 >>> model = load_model("sinctdnn-aam")                      # doctest: +SKIP
 >>> model.verify("a.wav", "b.wav").to_dict()                # doctest: +SKIP
-{'score': 0.71, 'llr': 3.2, 'accepted': True, 'threshold': 0.42}
+{'score': 0.71, 'llr': 3.2, 'accepted': True, 'threshold': 0.42, 'warnings': []}
 
 A :class:`SpeakerModel` is a network behind the one front-end
 (:class:`~voxmetric.inference.frontend.Frontend`) with a calibration and a decision
@@ -15,6 +15,7 @@ threshold. Model files are read by :mod:`voxmetric.inference.loading` (bundled n
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
@@ -22,7 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..errors import VoxmetricError
+from ..checks import same_model
+from ..errors import ArgumentError, CheckpointError, VoxmetricError
 from ..evaluate.calibration import Calibration
 from ..evaluate.operating_point import CalibrationResult
 from ..evaluate.embeddings import save_embeddings
@@ -72,6 +74,11 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     Raises:
         CheckpointError: unknown name, missing or corrupt file, checksum mismatch (bundled).
     """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise CheckpointError(f"load_model: give a bundled model name ({', '.join(BUNDLED)}) or a file path, "
+                              f"got {name_or_path!r}")
+    if not isinstance(vad, bool):
+        raise ArgumentError(f"load_model: vad must be True or False, got {vad!r}")
     source = read_source(name_or_path)
     network = build_network(source.model, source.weights, str(source.path))
     threshold, calibration_file, calibration_path = source.threshold, None, None
@@ -86,7 +93,8 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
                          frontend=source.frontend.replace(vad=vad),
                          info={"description": source.description, "training": source.training,
                                "source": str(source.path), "model": source.model})
-    if calibration_file is not None and calibration_file.model not in (None, model.fingerprint):
+    if calibration_file is not None and calibration_file.model is not None and \
+            not same_model(calibration_file.model, model.fingerprint):
         raise VoxmetricError(f"{calibration_path}: calibration made for model {calibration_file.model!r}, "
                              f"not {model.fingerprint!r}; calibrate this model on your pairs (voxmetric calibrate)")
     return model.to(parse_device(device))
@@ -98,7 +106,8 @@ class SpeakerModel:
     Inputs (``a``, ``b``, items of ``embed_batch``) are audio file paths or arrays:
     ``(samples,)`` mono or ``(samples, channels)`` / ``(channels, samples)`` with at most
     8 channels (averaged to mono); float in [-1, 1] or int16 / int32 PCM (scaled);
-    ``sample_rate`` is the arrays' rate (default 16000), resampled to 16 kHz.
+    ``sample_rate`` is the arrays' rate (default 16000), resampled to 16 kHz; a file's rate
+    comes from its header, so files and arrays mix in one call.
     Embeddings are deterministic (eval mode, no dropout, no random cropping).
 
     Every input goes through :class:`~voxmetric.inference.frontend.Frontend` (read,
@@ -138,8 +147,8 @@ class SpeakerModel:
                 f"threshold={self.threshold}, device={str(self.device)!r})")
 
     def to(self, device: str | torch.device) -> "SpeakerModel":
-        """Move the network to ``device``; returns ``self``."""
-        self.frontend.to(device)
+        """Move the network to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``); returns ``self``."""
+        self.frontend.to(parse_device(device))
         return self
 
     def set_frontend(self, **changes) -> "SpeakerModel":
@@ -215,13 +224,23 @@ class SpeakerModel:
         ``llr`` is ``None`` when the model has no calibration; it can disagree with the
         decision near the threshold (the EER point and LLR = 0 are close, not equal).
         """
-        threshold = self.decision_threshold() if threshold is None else float(threshold)
+        threshold = self.decision_threshold() if threshold is None else _threshold(threshold)
         (emb_a, report_a), (emb_b, report_b) = (self.embed_with_quality(x, sample_rate) for x in (a, b))
         score = self.cosine(emb_a, emb_b)
         llr = None if self.calibration is None else self.calibration.llr(score)
         warnings = tuple(_named(w, x) for x, report in ((a, report_a), (b, report_b)) for w in report.warnings)
         return VerifyResult(score=score, llr=llr, accepted=bool(score >= threshold), threshold=threshold,
                             warnings=warnings)
+
+
+def _threshold(value) -> float:
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = math.nan
+    if isinstance(value, bool) or not math.isfinite(threshold):
+        raise ArgumentError(f"threshold must be a finite number (a cosine score), got {value!r}")
+    return threshold
 
 
 def _named(warning: str, item) -> str:
