@@ -186,3 +186,31 @@ def test_time_based_checkpoints(tmp_path, tiny_corpus, monkeypatch):  # noqa: F8
                                                                     original(self, best))[1])
     train(config, tmp_path / "exp", progress=False)
     assert saved == [1, 2, 3, 4]  # three mid-epoch, one at the end of the epoch
+
+
+@pytest.mark.slow
+def test_an_error_in_a_data_worker_is_one_line_and_the_run_ends(tmp_path, tiny_corpus):  # noqa: F811
+    """A speaker whose files all fail to decode, read in a DataLoader worker: exit 1 with the
+    worker's own message, not torch's wrapped traceback, and no process left waiting for a
+    worker that ignores SIGTERM (it used to hang for ever)."""
+    import subprocess
+    import sys
+
+    from voxmetric import audio
+
+    corpus = tmp_path / "corpus"
+    for speaker in range(4):
+        for utterance in range(3):
+            path = corpus / f"spk{speaker}" / f"{utterance}.flac"
+            audio.write(path, audio.read(tiny_corpus / "wav" / f"spk{speaker}" / "v0" / f"{utterance}.wav"))
+            if speaker == 0:  # header intact (the scan keeps it), frames cut off
+                path.write_bytes(path.read_bytes()[:3000])
+    config = _config(tmp_path, tiny_corpus)
+    done = subprocess.run([sys.executable, "-m", "voxmetric.cli", "train", str(config), "--out", str(tmp_path / "exp"),
+                           "--set", f"data.corpus={corpus}", "--set", "data.num_workers=1",
+                           "--set", "validation.trials=null"], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"voxmetric: error: speaker 'spk0': none of its 3 files could be read (first: {corpus}/spk0/")
+    assert "Caught" not in done.stderr and "Traceback" not in done.stderr
+    assert last.count(f"{corpus}/spk0/") == 1

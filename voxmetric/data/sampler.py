@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .. import audio
-from ..errors import AudioError, ConfigError, CorpusError
+from ..errors import AudioError, ConfigError, CorpusError, VoxmetricError
 from .corpus import Corpus
 
 ROUNDING_SLACK_SAMPLES = 4
@@ -201,7 +201,7 @@ class ChunkBatches(IterableDataset):
                 weights_s[choice] = 0.0
         raise CorpusError(
             f"speaker '{files.speaker}': none of its {len(files.paths)} files could be read "
-            f"(first: {files.paths[0]}: {self._bad_paths.get(files.paths[0], 'unknown error')})"
+            f"(first: {self._bad_paths.get(files.paths[0], f'{files.paths[0]}: unknown error')})"
         )
 
     def _read_chunk(self, path: str, duration_s: float, position: float, speed: float = 1.0) -> np.ndarray:
@@ -318,6 +318,44 @@ def _one_thread_per_worker(worker_id: int) -> None:
     # trainer to handle (save a checkpoint, then shut the workers down), not for workers
     # to die of first: the trainer would see a dead worker instead of a stop request.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def next_batch(batches):
+    """``next(batches)``, where a voxmetric error raised in a DataLoader worker comes out as the
+    worker raised it (one line), not inside torch's "Caught ... in DataLoader worker process 0.
+    Original Traceback ..." text."""
+    try:
+        return next(batches)
+    except VoxmetricError as error:
+        text = str(error)
+        if not text.startswith("Caught "):
+            raise
+        prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+        original = next((line[len(prefix):] for line in reversed(text.splitlines()) if line.startswith(prefix)), None)
+        if original is None:
+            raise
+        try:
+            clean = type(error)(original)
+        except TypeError:  # an error class with other constructor arguments
+            clean = VoxmetricError(original)
+        raise clean from None
+
+
+def close_loader(batches) -> None:
+    """Stop the worker processes of a DataLoader iterator, whatever state it is in.
+
+    The workers ignore SIGTERM (:func:`_one_thread_per_worker`), so torch's own shutdown, or the
+    interpreter's at exit, cannot stop one that is still running (after a worker's error, say)
+    and would wait for it for ever: after torch's shutdown, any worker still alive is killed.
+    """
+    workers = list(getattr(batches, "_workers", None) or [])
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join(timeout=10)
 
 
 def make_loader(

@@ -247,7 +247,7 @@ class Trainer:
 
     def _train(self) -> tuple[bool, int | None]:
         """The epochs still to train; ``(interrupted, the signal that stopped it)``."""
-        from ..data.sampler import make_loader
+        from ..data.sampler import close_loader, make_loader
 
         self._announce()
         if self.resumed:
@@ -259,25 +259,30 @@ class Trainer:
         loader = iter(make_loader(dataset, num_workers=self.config.data.num_workers,
                                   pin_memory=self.device.type == "cuda"))
         interrupted, stop_signal = False, None
-        with _StopRequest() as stop:
-            if not self.resumed and t.imprint_head_chunks:
-                self._imprint(dataset)
-            if not self.resumed and validates_at_start(self.config):
-                self._validate_start()
-            while self.epochs_done < t.epochs and not interrupted:
-                interrupted = self._epoch(loader, stop)
-                if interrupted:
-                    stop_signal = stop.signal
-                    self._save()
-                    break
-                if self._end_epoch() or self._out_of_time():
-                    break
+        try:
+            with _StopRequest() as stop:
+                if not self.resumed and t.imprint_head_chunks:
+                    self._imprint(dataset)
+                if not self.resumed and validates_at_start(self.config):
+                    self._validate_start()
+                while self.epochs_done < t.epochs and not interrupted:
+                    interrupted = self._epoch(loader, stop)
+                    if interrupted:
+                        stop_signal = stop.signal
+                        self._save()
+                        break
+                    if self._end_epoch() or self._out_of_time():
+                        break
+        finally:
+            close_loader(loader)
         if self._tensorboard is not None:
             self._tensorboard.close()
         return interrupted, stop_signal
 
     def _epoch(self, loader, stop: _StopRequest) -> bool:
         """Train up to the end of the current epoch; True if a stop was requested."""
+        from ..data.sampler import next_batch
+
         t = self.config.training
         first = max(0, self.batches_done - self.epochs_done * t.batches_per_epoch)
         bar = progress_bar(enabled=self.progress, total=t.batches_per_epoch, initial=first, unit="batch",
@@ -288,7 +293,7 @@ class Trainer:
         running, batches, started = self.epoch_losses, 0, time.perf_counter()
         clock = started  # training time is accounted batch by batch; checkpoint writing is not counted
         for index in range(first, t.batches_per_epoch):
-            waveforms, labels = next(loader)
+            waveforms, labels = next_batch(loader)
             loss = self._train_batch(waveforms.to(self.device, non_blocking=True),
                                      labels.to(self.device, non_blocking=True))
             self.batches_done += 1
