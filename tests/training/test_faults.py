@@ -214,3 +214,56 @@ def test_an_error_in_a_data_worker_is_one_line_and_the_run_ends(tmp_path, tiny_c
     assert last.startswith(f"voxmetric: error: speaker 'spk0': none of its 3 files could be read (first: {corpus}/spk0/")
     assert "Caught" not in done.stderr and "Traceback" not in done.stderr
     assert last.count(f"{corpus}/spk0/") == 1
+
+
+def test_validation_inputs_are_checked_before_any_training(tmp_path, tiny_corpus, capsys):  # noqa: F811
+    config = _config(tmp_path, tiny_corpus)
+    bad = tmp_path / "bad_trials.txt"
+    bad.write_text("1 spk4/v0/0.wav spk4/v0/missing.wav\n")
+    for override, message in ((f"validation.trials={tmp_path / 'none.txt'}", "none.txt"),
+                              (f"validation.trials={bad}", "1 trial file(s) not found under"),
+                              (f"data.augmentation.noise_dir={tmp_path / 'noises'}",
+                               "data.augmentation.noise_dir: no such folder")):
+        exp = tmp_path / "exp"
+        assert main(["train", str(config), "--out", str(exp), "--set", override, "-q"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("voxmetric: error: ") and message in err and err.count("\n") == 1
+        assert not exp.exists()  # nothing trained, nothing to refuse or resume afterwards
+
+
+def test_unusable_validation_audio_keeps_the_epoch_and_resume_validates_it(tmp_path, tiny_corpus, monkeypatch):  # noqa: F811
+    from voxmetric.errors import NoSpeechError
+
+    config = load_config(_config(tmp_path, tiny_corpus, epochs=2, batches_per_epoch=2))
+    original = trainer_module.validate
+
+    def silent_file(*args, **kwargs):
+        raise NoSpeechError("spk4/v0/0.wav: no speech found")
+
+    monkeypatch.setattr(trainer_module, "validate", silent_file)
+    with pytest.raises(NoSpeechError):
+        train(config, tmp_path / "exp", progress=False)
+    state = load_checkpoint(tmp_path / "exp" / "checkpoints" / "last.pt")
+    assert (state["batches_done"], state["epochs_done"]) == (2, 0)  # the epoch's batches, not yet validated
+    monkeypatch.setattr(trainer_module, "validate", original)
+    result = train(config, tmp_path / "exp", resume=True, progress=False)
+    assert result.batches_done == 4 and [r["epoch"] for r in result.history] == [1, 2]
+    assert all(r["val_eer"] is not None for r in result.history)
+
+
+def test_a_stop_during_validation_ends_the_run_without_front_end_selection(tmp_path, tiny_corpus, monkeypatch):  # noqa: F811
+    import signal
+
+    config = load_config(_config(tmp_path, tiny_corpus, epochs=2, batches_per_epoch=2))
+    original = trainer_module.validate
+
+    def interrupted_validation(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the validation files are embedded
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "validate", interrupted_validation)
+    monkeypatch.setattr(trainer_module, "after_training", lambda *a, **k: pytest.fail("front-end selection ran"))
+    result = train(config, tmp_path / "exp", progress=False)
+    assert result.interrupted and result.stop_signal == signal.SIGINT
+    assert (result.epochs_done, result.batches_done) == (1, 2)  # the second epoch never started
+    assert load_checkpoint(tmp_path / "exp" / "checkpoints" / "last.pt")["epochs_done"] == 1

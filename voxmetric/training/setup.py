@@ -11,7 +11,7 @@ from torch import nn
 
 from ..checks import parse_device
 from ..data.splits import split_speakers
-from ..errors import ConfigError, CorpusError
+from ..errors import ConfigError, CorpusError, TrialsError
 from ..losses.distill import distillation
 from . import distributed
 from .config import Config
@@ -203,6 +203,31 @@ def frontend_settings(config: Config):
     from ..inference.frontend import FrontendSettings
 
     return FrontendSettings.from_dict(dataclasses.asdict(config.frontend))
+
+
+def check_inputs(config: Config) -> None:
+    """What a run reads besides its corpus, checked before any training: the validation trial
+    list and every file it names (resolved as validation will resolve them), and the noise and
+    impulse-response folders of the augmentation.
+
+    Raises:
+        TrialsError: the list is missing, unreadable, empty, or names files that do not exist.
+        ConfigError: an augmentation folder does not exist.
+    """
+    from ..data.trials import key_paths, read_trials, trial_keys, trial_root
+
+    if config.validation.trials:
+        trials = read_trials(config.validation.trials)
+        keys = trial_keys(trials)
+        if not keys:
+            raise TrialsError(f"{config.validation.trials}: no trials (validation.trials)")
+        key_paths(keys, trial_root(config.validation.trials, config.validation.root, keys[0]),
+                  config.validation.trials)
+    augmentation = config.data.augmentation
+    for key in ("noise_dir", "rir_dir"):
+        folder = getattr(augmentation, key, None) if augmentation is not None else None
+        if folder and not Path(folder).is_dir():
+            raise ConfigError(f"data.augmentation.{key}: no such folder {folder}")
 
 
 def validate(model: nn.Module, config: Config, device: torch.device, progress: bool = False) -> float | None:

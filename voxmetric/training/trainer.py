@@ -52,9 +52,9 @@ from .finetune import (NetworkFreeze, check_imprintable, imprint_head, imprintab
 from .frontend_select import after_training
 from .optim import build_optimizer, build_scheduler
 from .run_state import _keep_previous, check_fresh, cut_log, resume_changes, resume_state, _StopRequest
-from .setup import (TrainStep, build_corpus, build_dataset, build_model_and_loss, build_teacher,  # noqa: F401
+from .setup import (TrainStep, build_corpus, check_inputs, build_dataset, build_model_and_loss, build_teacher,  # noqa: F401
                     class_labels, describe_run, frontend_settings, resolve_device, validate)
-from ..errors import ConfigError, TrainingError, WriteError
+from ..errors import ConfigError, TrainingError, VoxmetricError, WriteError
 from ..fileio import atomic_open, check_writable_folder, progress_bar
 
 
@@ -91,6 +91,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)
         state = resume_state(self.checkpoints) if resume else None
+        check_inputs(config)  # validation trials and augmentation folders: before the corpus scan and any batch
 
         self.corpus = build_corpus(config)
         self.speakers = class_labels(config, self.corpus)
@@ -271,7 +272,13 @@ class Trainer:
                         stop_signal = stop.signal
                         self._save()
                         break
-                    if self._end_epoch() or self._out_of_time():
+                    finished = self._end_epoch() or self._out_of_time()
+                    if distributed.any_rank((stop.requested,), self.device)[0]:
+                        # Stopped during validation: the epoch's checkpoint is saved; nothing more runs
+                        # (not the next epoch, not the front-end selection after the last one).
+                        interrupted, stop_signal = True, stop.signal
+                        break
+                    if finished:
                         break
         finally:
             close_loader(loader)
@@ -405,7 +412,13 @@ class Trainer:
     def _end_epoch(self) -> bool:
         """Validate, checkpoint, log; True when early stopping says stop."""
         self.epochs_done += 1
-        eer = validate(self.step.model, self.config, self.device, self.progress) if distributed.is_main() else None
+        try:
+            eer = validate(self.step.model, self.config, self.device, self.progress) if distributed.is_main() else None
+        except VoxmetricError:
+            # Unusable validation audio: keep the epoch's training (resumed, this epoch is validated again).
+            self.epochs_done -= 1
+            self._save()
+            raise
         eer = distributed.broadcast_float(eer, self.device)
         improved = eer is not None and (self.best_eer is None or eer < self.best_eer)
         if improved:
