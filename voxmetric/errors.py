@@ -118,6 +118,10 @@ class UsageError(VoxmetricError):
     command line prints the command's usage with the message and exits with status 2."""
 
 
+class OverrideError(ConfigError, UsageError):
+    """A ``--set KEY=VALUE`` override that is not of that form (a usage error, exit status 2)."""
+
+
 class NotAModelError(CheckpointError, UsageError):
     """The MODEL argument names an audio file (arguments in the wrong order?)."""
 

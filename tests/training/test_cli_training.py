@@ -32,7 +32,7 @@ def test_train_refuses_bad_values_before_the_corpus_and_writes_nothing(tmp_path,
     config = _config(tmp_path, tiny_corpus)
     exp = tmp_path / "exp"
     assert main(["train", str(config), "--out", str(exp), "--set", override]) == 1
-    assert capsys.readouterr().err == f"voxmetric: error: {config}: {message}\n"
+    assert capsys.readouterr().err == f"voxmetric: error: --set {override}: {message}\n"
     assert not exp.exists()
 
 

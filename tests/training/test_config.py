@@ -5,7 +5,7 @@ import yaml
 
 from voxmetric.training.compare import parse_budget, run_config
 from voxmetric.training.config import Config, config_from_dict, load_config, save_config
-from voxmetric.errors import ConfigError
+from voxmetric.errors import ConfigError, OverrideError
 from voxmetric.losses import loss_params
 from voxmetric.training.optim import lr_factor
 
@@ -98,8 +98,28 @@ def test_missing_and_invalid_files(tmp_path):
     binary.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(ConfigError, match=rf"^{binary}: not a UTF-8 text YAML config"):
         load_config(binary)
-    with pytest.raises(ConfigError, match=r"^override 'seed=\[': invalid YAML value \(.*\)$"):
+    with pytest.raises(OverrideError, match=r"^--set seed=\[: invalid YAML value \(.*\)$"):
         load_config(_write(tmp_path, {}), ["seed=["])
+
+
+def test_errors_in_overrides_name_the_override(tmp_path, capsys):
+    from voxmetric.cli import main
+
+    config = _write(tmp_path, {})
+    with pytest.raises(OverrideError, match=r"^--set training.epochs: not of the form key.path=value"):
+        load_config(config, ["training.epochs"])
+    with pytest.raises(ConfigError, match=r"^--set training.epochz=3: unknown config key 'training.epochz'"):
+        load_config(config, ["training.epochz=3"])
+    with pytest.raises(ConfigError, match=r"^--set seed=-1: seed must be >= 0"):
+        load_config(config, ["training.epochs=2", "seed=-1"])
+    own = _write(tmp_path, {"training": {"epochs": "x"}}, name="own.yml")
+    with pytest.raises(ConfigError, match=rf"^{own}: training.epochs: expected int"):  # the file's own value
+        load_config(own, ["seed=1"])
+    assert main(["train", str(config), "--set", "training.epochs"]) == 2  # a malformed --set: usage error
+    assert "usage: voxmetric train" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        main(["train", str(config), "--resume", "--overwrite"])
+    assert caught.value.code == 2 and "not allowed with argument --resume" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("override, message", [

@@ -42,8 +42,10 @@ def add_train(sub) -> None:
                  "  voxmetric train configs/sinctdnn_aam.yml --out exp/aam --select-frontend-only")
     p.add_argument("config", metavar="CONFIG.yml", help="training configuration")
     p.add_argument("-o", "--out", metavar="EXP_DIR", help="experiment folder (default exp/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.pt")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's checkpoints and logs in EXP_DIR")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.pt")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace an earlier run's checkpoints and logs in EXP_DIR")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.epochs=5 (repeatable; default: none)")
     p.add_argument("--select-frontend-only", action="store_true",

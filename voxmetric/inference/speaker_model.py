@@ -211,7 +211,8 @@ class SpeakerModel:
         if self.calibration is not None:
             return self.calibration.bayes_threshold(0.5)
         raise VoxmetricError(
-            f"model {self.name!r} has no calibration and no decision threshold (a training checkpoint?): "
+            f"model {self.info.get('source') or self.name} has no calibration and no decision threshold (a training "
+            f"checkpoint?): "
             f"calibrate it on labelled pairs with 'voxmetric calibrate MODEL --trials PAIRS --out cal.json' "
             f"and pass --calibration cal.json (in Python: load_model(..., calibration='cal.json'))"
         )

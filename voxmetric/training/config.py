@@ -13,6 +13,7 @@ name the bad parameter and list the allowed ones.
 from __future__ import annotations
 
 import copy
+import re
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OverrideError
 from ..evaluate.extract import DEFAULT_STEP_S, DEFAULT_WINDOW_S
 from ..evaluate.metrics import DEFAULT_N_BOOTSTRAP
 from ..evaluate.scoring import DEFAULT_TOP_N
@@ -380,19 +381,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     data = copy.deepcopy(data)
     for override in overrides:
         if "=" not in override:
-            raise ConfigError(f"override '{override}' is not of the form key.path=value")
+            raise OverrideError(f"--set {override}: not of the form key.path=value (e.g. training.epochs=3)")
         dotted, raw = override.split("=", 1)
         node = data
         keys = dotted.strip().split(".")
         for key in keys[:-1]:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override '{override}': '{key}' is not a section")
+                raise OverrideError(f"--set {override}: '{key}' is not a section")
         try:
             node[keys[-1]] = yaml.safe_load(raw)
         except yaml.YAMLError as error:
-            raise ConfigError(f"override '{override}': invalid YAML value ({_yaml_problem(error)})") from None
+            raise OverrideError(f"--set {override}: invalid YAML value ({_yaml_problem(error)})") from None
     return data
+
+
+def _names_key(message: str, dotted: str) -> bool:
+    """Whether a schema error message is about the config key ``dotted`` (or a key under it)."""
+    return re.search(rf"(?<![\w.]){re.escape(dotted)}(?![\w])", message) is not None
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
@@ -443,7 +449,10 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     try:
         config = config_from_dict(data)
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        # A bad value or key that came from --set is named as such, not as the file's.
+        text = str(error)
+        culprit = next((o for o in reversed(list(overrides)) if _names_key(text, o.split("=", 1)[0].strip())), None)
+        raise ConfigError(f"--set {culprit}: {text}" if culprit else f"{path}: {text}") from None
     return resolve_paths(config, Path(path).resolve().parent)
 
 
