@@ -80,6 +80,21 @@ def test_noise_bank_is_bounded(noise_dir):
     assert len(augment._load_noise()) == int(2.5 * SR)
 
 
+def test_noise_bank_of_linked_folders_skips_hidden_files(noise_dir, tmp_path):
+    """A folder of links to the noise sources, with macOS junk beside them, holds the same bank."""
+    import warnings
+
+    links = tmp_path / "linked"
+    links.mkdir()
+    for source in ("free-sound", "sound-bible"):
+        (links / source).symlink_to(noise_dir / source)
+    (links / "._n0.wav").write_bytes(b"\x00\x05\x16\x07 AppleDouble, not audio")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "skipping unreadable noise file"
+        linked = Augmentation(noise_dir=str(links), max_noise_s=10.0)._load_noise()
+    np.testing.assert_array_equal(linked, Augmentation(noise_dir=str(noise_dir), max_noise_s=10.0)._load_noise())
+
+
 def test_probability_zero_leaves_input_unchanged(noise_dir, rng):
     augment = Augmentation(noise_dir=str(noise_dir), noise_prob=0.0)
     clean = rng.standard_normal((8, 4000)).astype(np.float32)

@@ -267,3 +267,15 @@ def test_a_stop_during_validation_ends_the_run_without_front_end_selection(tmp_p
     assert result.interrupted and result.stop_signal == signal.SIGINT
     assert (result.epochs_done, result.batches_done) == (1, 2)  # the second epoch never started
     assert load_checkpoint(tmp_path / "exp" / "checkpoints" / "last.pt")["epochs_done"] == 1
+
+
+def test_validation_files_that_are_training_files_are_warned_about(tmp_path, tiny_corpus, capsys):  # noqa: F811
+    config = _config(tmp_path, tiny_corpus, epochs=1, batches_per_epoch=1)
+    leaky = tmp_path / "leak.txt"  # pairs drawn from the training speakers (spk0-3 are in train/)
+    leaky.write_text("1 spk0/0.wav spk0/1.wav\n0 spk0/0.wav spk1/0.wav\n")
+    assert main(["train", str(config), "--out", str(tmp_path / "exp"), "--set", f"validation.trials={leaky}",
+                 "--set", f"validation.root={tiny_corpus / 'train'}", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "voxmetric: warning: validation: 3 of its 3 files are training files too (e.g. " in err
+    assert main(["train", str(config), "--out", str(tmp_path / "exp2"), "-q"]) == 0  # held-out speakers: quiet
+    assert "training files too" not in capsys.readouterr().err

@@ -9,7 +9,9 @@ import warnings
 import numpy as np
 
 from .. import audio
+from ..audio.io import readable_extensions
 from ..errors import AudioError, ConfigError
+from .scan import audio_files_under
 
 MAX_RIR_DURATION_S = 2.0
 """RIRs are cut after this long: later tails hold little energy and lengthen every FFT."""
@@ -26,22 +28,13 @@ def stack_rirs(rirs) -> np.ndarray:
     return stacked
 
 
-def _audio_files(folder: str) -> list[str]:
-    """Audio files under ``folder``, recursively, sorted (a fixed order for every process)."""
-    found = []
-    for directory, _, names in os.walk(folder):
-        found.extend(os.path.join(directory, n) for n in names if n.lower().endswith(audio.AUDIO_EXTENSIONS))
-    return sorted(found)
-
-
 def check_has_audio(field: str, folder: str) -> None:
-    """Fail early (in the main process) on a missing folder or one without audio."""
+    """Fail early (in the main process) on a missing folder or one without audio (found as the
+    banks find it: :func:`voxmetric.data.scan.audio_files_under`)."""
     if not os.path.isdir(folder):
         raise ConfigError(f"{field}: {folder} is not a folder")
-    for _, _, names in os.walk(folder):
-        if any(n.lower().endswith(audio.AUDIO_EXTENSIONS) for n in names):
-            return
-    raise ConfigError(f"{field}: {folder} holds no audio files ({', '.join(audio.AUDIO_EXTENSIONS)})")
+    if not audio_files_under(folder):
+        raise ConfigError(f"{field}: {folder} holds no audio files ({', '.join(readable_extensions())})")
 
 
 def _shuffled(paths: list[str]) -> list[str]:
@@ -55,7 +48,7 @@ def read_noise_bank(folder: str, max_noise_s: float, sample_rate_hz: int) -> np.
     """Concatenated noise files, up to ``max_noise_s``: ``(samples,)`` float32."""
     budget = int(round(max_noise_s * sample_rate_hz))
     pieces, total = [], 0
-    for path in _shuffled(_audio_files(folder)):
+    for path in _shuffled(audio_files_under(folder)):
         if total >= budget:
             break
         try:
@@ -72,7 +65,7 @@ def read_noise_bank(folder: str, max_noise_s: float, sample_rate_hz: int) -> np.
 
 def read_rirs(folder: str, max_rir_files: int, sample_rate_hz: int) -> np.ndarray:
     """Up to ``max_rir_files`` RIRs, zero-padded: ``(files, L)`` float64."""
-    paths = [p for p in _audio_files(folder) if "noise" not in os.path.relpath(p, folder).lower()]
+    paths = [p for p in audio_files_under(folder) if "noise" not in os.path.relpath(p, folder).lower()]
     rirs = []
     for path in _shuffled(paths)[:max_rir_files]:
         try:

@@ -36,11 +36,16 @@ class Corpus:
     Args:
         utterances: rows; ids must be unique.
         root: directory the corpus was read from (used to resolve trial paths).
+
+    Attributes:
+        left_out: speakers :meth:`with_min_duration` left out of this corpus: label -> their
+            total duration in seconds, in label order (empty for a corpus no filter made).
     """
 
     def __init__(self, utterances: Iterable[Utterance], root: str | None = None):
         self.utterances: list[Utterance] = list(utterances)
         self.root = root
+        self.left_out: dict[str, float] = {}
         self._by_uid = {u.uid: u for u in self.utterances}
         if len(self._by_uid) != len(self.utterances):
             seen: set[str] = set()
@@ -92,9 +97,12 @@ class Corpus:
         return Corpus([u for u in self.utterances if u.speaker in keep], self.root)
 
     def with_min_duration(self, min_speaker_duration_s: float) -> Corpus:
-        """Leave out speakers with less than ``min_speaker_duration_s`` of audio in all."""
+        """Leave out speakers with less than ``min_speaker_duration_s`` of audio in all; the
+        result's :attr:`left_out` names them, with their durations."""
         totals = self.speaker_durations_s()
-        return self.subset(s for s, total in totals.items() if total >= min_speaker_duration_s)
+        kept = self.subset(s for s, total in totals.items() if total >= min_speaker_duration_s)
+        kept.left_out = {s: totals[s] for s in sorted(totals) if totals[s] < min_speaker_duration_s}
+        return kept
 
     def get(self, uid: str) -> Utterance:
         """The utterance with id ``uid``."""

@@ -2,7 +2,7 @@
 
 * :func:`read_voxceleb`: ``ROOT/wav/<speaker>/<video>/<utt>.wav``
 * :func:`read_kaldi_dir`: ``wav.scp`` + ``utt2spk`` (+ ``spk2utt``, ``utt2dur``)
-* :func:`read_speaker_folders`: ``ROOT/<speaker>/**/*.{wav,flac,ogg}``
+* :func:`read_speaker_folders`: ``ROOT/<speaker>/**/*.{wav,flac,ogg,mp3}``
 * :func:`read_corpus`: any of them, detected from the directory
 
 Durations come from audio headers (nothing is decoded) and are cached
@@ -24,7 +24,7 @@ import os
 import warnings
 from collections.abc import Callable
 
-from .. import audio
+from ..audio.io import readable_extensions
 from ..errors import ConfigError, CorpusError
 from . import kaldi
 from .corpus import Corpus, Utterance
@@ -49,15 +49,33 @@ def _existing_dir(path: str | os.PathLike) -> str:
 def _finish(utterances: list[Utterance], root: str, report: ScanReport, strict: bool) -> Corpus:
     """The corpus, after raising or warning about what the scan left out."""
     if strict and report.bad:
-        raise CorpusError(f"{report.summary()}\n(strict=True: fix or remove these files)")
+        path, reason = report.bad[0]
+        raise CorpusError(f"{root}: {len(report.bad)} file(s) cannot be used, e.g. {path}: {reason} "
+                          f"(data.strict is true: fix or remove them, or leave them out with strict false)")
     if not utterances:
-        details = f"\n{report.summary()}" if not report.ok else ""
-        raise CorpusError(f"{root}: no readable audio files ({', '.join(audio.AUDIO_EXTENSIONS)}) found{details}")
+        raise CorpusError(f"{root}: no readable audio files ({', '.join(readable_extensions())}) found"
+                          + _why_none(report))
     if not report.ok:
         warnings.warn(report.summary(), ScanWarning, stacklevel=3)
     corpus = Corpus(utterances, root)
     corpus.scan_report = report
     return corpus
+
+
+def _why_none(report: ScanReport) -> str:
+    """What a scan that found nothing left out, for a one-line error: the first file and why,
+    and for files outside the asked layout the ``data.format`` that may fit."""
+    parts = []
+    if report.bad:
+        path, reason = report.bad[0]
+        parts.append(f"{len(report.bad)} file(s) left out, e.g. {path}: {reason}")
+        if "layout" in reason:
+            parts.append(f"another data.format ({', '.join(FORMATS)}) may fit this folder")
+    if report.undecodable:
+        counts = ", ".join(f"{n} {ext}" for ext, n in sorted(report.undecodable.items()))
+        parts.append(f"{counts} file(s) this libsndfile cannot decode: convert them with ffmpeg "
+                     f"(README, 'Audio formats')")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def _scan_tree(
@@ -118,7 +136,7 @@ def read_voxceleb(root: str | os.PathLike, *, strict: bool = False, progress: bo
 
 
 def read_speaker_folders(root: str | os.PathLike, *, strict: bool = False, progress: bool | None = None) -> Corpus:
-    """Read ``ROOT/<speaker>/**/*.{wav,flac,ogg}``: one folder per speaker, any depth below.
+    """Read ``ROOT/<speaker>/**/*.{wav,flac,ogg,mp3}``: one folder per speaker, any depth below.
 
     Utterance ids are paths relative to ``ROOT`` with ``/`` (``spk1/a/001.flac``);
     audio directly in ``ROOT`` has no speaker and is reported, not read.

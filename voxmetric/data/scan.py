@@ -10,22 +10,37 @@ import hashlib
 import os
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
 from .. import audio
+from ..audio.io import readable_extensions
 from ..errors import AudioError
 from ..fileio import atomic_open
 
 UNDECODABLE_EXTENSIONS = (".m4a", ".aac")
-"""Audio that libsndfile cannot decode: counted during scans, never read."""
+"""Audio that libsndfile cannot decode: counted during scans, never read (and ``.mp3`` where
+the installed libsndfile is older than 1.1: :func:`undecodable_extensions`)."""
 
 FFMPEG_HINT = (
     "libsndfile cannot decode AAC (.m4a, as shipped with VoxCeleb2); convert the files once "
     "with ffmpeg, e.g. `ffmpeg -i in.m4a -ac 1 -ar 16000 out.flac`, and read the converted tree"
 )
+
+MP3_HINT = (
+    "the installed libsndfile is older than 1.1 and cannot decode MP3; install a newer one "
+    "(soundfile's wheels bundle it) or convert the files once with ffmpeg, e.g. "
+    "`ffmpeg -i in.mp3 -ac 1 -ar 16000 out.flac`"
+)
+
+
+def undecodable_extensions() -> tuple[str, ...]:
+    """Audio file endings a scan counts but cannot read here: :data:`UNDECODABLE_EXTENSIONS`,
+    plus ``.mp3`` where :func:`voxmetric.audio.io.readable_extensions` lacks it."""
+    return UNDECODABLE_EXTENSIONS + (() if ".mp3" in readable_extensions() else (".mp3",))
 
 _CACHE_HEADER = "# voxmetric durations cache v1\npath\tsize_bytes\tmtime_ns\tduration_s\tsample_rate_hz\tchannels\n"
 _PROGRESS_MIN_FILES = 1000
@@ -54,7 +69,8 @@ class ScanReport:
     Attributes:
         root: the corpus directory.
         bad: (path, reason) of each file left out.
-        undecodable: file ending -> count of files libsndfile cannot decode (.m4a).
+        undecodable: file ending -> count of files libsndfile cannot decode here
+            (:func:`undecodable_extensions`: .m4a, .aac; .mp3 with libsndfile older than 1.1).
         header_reads: headers read from disk, i.e. not found in the cache.
     """
 
@@ -75,10 +91,14 @@ class ScanReport:
             lines += [f"  {path}: {reason}" for path, reason in self.bad[:max_items]]
             if len(self.bad) > max_items:
                 lines.append(f"  ... and {len(self.bad) - max_items} more (see corpus.scan_report.bad)")
-        if self.undecodable:
-            counts = ", ".join(f"{n} {ext}" for ext, n in sorted(self.undecodable.items()))
-            lines.append(f"{self.root}: ignored {counts} files: {FFMPEG_HINT}")
+        for hint in dict.fromkeys(_hint(ext) for ext in sorted(self.undecodable)):
+            counts = ", ".join(f"{n} {ext}" for ext, n in sorted(self.undecodable.items()) if _hint(ext) == hint)
+            lines.append(f"{self.root}: ignored {counts} files: {hint}")
         return "\n".join(lines)
+
+
+def _hint(extension: str) -> str:
+    return MP3_HINT if extension == ".mp3" else FFMPEG_HINT
 
 
 # ---------------------------------------------------------------------------
@@ -215,39 +235,68 @@ def scan_headers(
     return headers
 
 
-def _walk_audio(root: str, report: ScanReport) -> list[_FileStat]:
-    """Audio files under ``root``, sorted by path; hidden files and folders skipped.
+def _files_under(root: str, on_error: Callable[[str, OSError], None] | None = None) -> Iterator[str]:
+    """Paths of the files under ``root``, recursively, hidden files and folders skipped, links
+    to folders followed (each folder listed once, so a link loop ends).
 
-    Hidden entries hold the cache (``.voxmetric``), macOS ``._*`` resource
-    forks (not audio despite their ``.wav`` ending) and temporary files.
+    Hidden entries (names starting with ``.``) hold caches (``.voxmetric``), macOS ``._*``
+    resource forks (not audio despite their ``.wav`` ending), ``.Trash`` folders and
+    temporary files. ``on_error(folder, error)`` hears of each folder that cannot be listed.
     """
-    found: list[_FileStat] = []
-    stack, visited = [root], set()
-    while stack:
-        folder = stack.pop()
+    visited: set[tuple[int, int]] = set()
+
+    def failed(error: OSError) -> None:
+        if on_error is not None:
+            on_error(error.filename or root, error)
+
+    for folder, subfolders, names in os.walk(root, onerror=failed, followlinks=True):
         try:
             st = os.stat(folder)
-            if (st.st_dev, st.st_ino) in visited:
-                continue  # a symbolic link loop
-            visited.add((st.st_dev, st.st_ino))
-            entries = list(os.scandir(folder))
         except OSError as error:
-            report.bad.append((folder, f"cannot list folder ({error.strerror})"))
+            failed(error)
+            subfolders[:] = []
             continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            ext = os.path.splitext(entry.name)[1].lower()
+        if (st.st_dev, st.st_ino) in visited:  # a link loop, or a second link to one folder
+            subfolders[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        subfolders[:] = sorted(n for n in subfolders if not n.startswith("."))  # a fixed walk
+        yield from (os.path.join(folder, n) for n in names if not n.startswith("."))
+
+
+def _ending(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+def audio_files_under(folder: str | os.PathLike, extensions: tuple[str, ...] | None = None) -> list[str]:
+    """Audio files under ``folder``, recursively, sorted: links to folders followed (once
+    each), hidden files and folders skipped, and only endings in ``extensions``
+    (case-insensitive; default :func:`voxmetric.audio.io.readable_extensions`).
+    Folders that cannot be listed are passed over."""
+    extensions = readable_extensions() if extensions is None else extensions
+    return sorted(p for p in _files_under(os.fspath(folder)) if _ending(p) in extensions)
+
+
+def _walk_audio(root: str, report: ScanReport) -> list[_FileStat]:
+    """Audio files under ``root``, sorted by path (:func:`_files_under`: hidden entries skipped,
+    links followed); the undecodable ones counted, the unlistable folders and broken links reported."""
+    readable, undecodable = readable_extensions(), undecodable_extensions()
+    found: list[_FileStat] = []
+
+    def unlisted(folder: str, error: OSError) -> None:
+        report.bad.append((folder, f"cannot list folder ({error.strerror})"))
+
+    for path in _files_under(root, unlisted):
+        ext = _ending(path)
+        if ext in readable:
             try:
-                if entry.is_dir():
-                    stack.append(entry.path)
-                elif ext in audio.AUDIO_EXTENSIONS:
-                    st = entry.stat()
-                    found.append((entry.path, st.st_size, st.st_mtime_ns))
-                elif ext in UNDECODABLE_EXTENSIONS:
-                    report.undecodable[ext] += 1
+                st = os.stat(path)
             except OSError as error:
-                report.bad.append((entry.path, f"cannot stat ({error.strerror}; a broken link?)"))
+                report.bad.append((path, f"cannot stat ({error.strerror}; a broken link?)"))
+                continue
+            found.append((path, st.st_size, st.st_mtime_ns))
+        elif ext in undecodable:
+            report.undecodable[ext] += 1
     return sorted(found)
 
 

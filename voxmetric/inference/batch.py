@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..audio.io import readable_extensions
+from ..data.scan import audio_files_under
 from ..errors import UsageError, VoxmetricError
 from ..fileio import atomic_open, progress_bar
 
@@ -145,11 +145,11 @@ def read_list(path: str | os.PathLike, fields: int = 1, what: str = "PATH") -> l
 
 
 def audio_in_folder(folder: str | os.PathLike) -> list[str]:
-    """Audio files under ``folder``, recursively, sorted; endings from
+    """Audio files under ``folder``, recursively, sorted, found as training's corpus scan finds
+    them (:func:`voxmetric.data.scan.audio_files_under`): links to folders followed, hidden
+    files and folders (``._x.wav``, ``.Trash/``) skipped; endings from
     :func:`voxmetric.audio.io.readable_extensions` (case-insensitive)."""
-    extensions = readable_extensions()
-    found = [str(p) for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in extensions]
-    return sorted(found)
+    return audio_files_under(folder, readable_extensions())
 
 
 def gather_inputs(items: Sequence[str], list_path: str | None = None,

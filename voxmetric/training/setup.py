@@ -4,6 +4,8 @@ validation that picks the best checkpoint (through the one front-end)."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -120,7 +122,8 @@ def shared_speakers(corpus, roots) -> dict[str, list[str]]:
 
 def build_corpus(config: Config):
     """The training corpus: ``data.corpus`` (one folder or several, pooled), speakers
-    with less than ``data.min_speaker_duration_s`` of audio left out."""
+    with less than ``data.min_speaker_duration_s`` of audio left out (named in its
+    ``left_out``, and by :func:`describe_run`)."""
     from ..data.corpus import Corpus, nested_speakers
     from ..data.readers import read_corpus
 
@@ -205,10 +208,10 @@ def frontend_settings(config: Config):
     return FrontendSettings.from_dict(dataclasses.asdict(config.frontend))
 
 
-def check_inputs(config: Config) -> None:
+def check_inputs(config: Config) -> list[Path]:
     """What a run reads besides its corpus, checked before any training: the validation trial
-    list and every file it names (resolved as validation will resolve them), and the noise and
-    impulse-response folders of the augmentation.
+    list and every file it names (resolved as validation will resolve them; returned), and the
+    noise and impulse-response folders of the augmentation.
 
     Raises:
         TrialsError: the list is missing, unreadable, empty, or names files that do not exist.
@@ -216,18 +219,31 @@ def check_inputs(config: Config) -> None:
     """
     from ..data.trials import key_paths, read_trials, trial_keys, trial_root
 
+    paths: list[Path] = []
     if config.validation.trials:
         trials = read_trials(config.validation.trials)
         keys = trial_keys(trials)
         if not keys:
             raise TrialsError(f"{config.validation.trials}: no trials (validation.trials)")
-        key_paths(keys, trial_root(config.validation.trials, config.validation.root, keys[0]),
-                  config.validation.trials)
+        paths = key_paths(keys, trial_root(config.validation.trials, config.validation.root, keys[0]),
+                          config.validation.trials)
     augmentation = config.data.augmentation
     for key in ("noise_dir", "rir_dir"):
         folder = getattr(augmentation, key, None) if augmentation is not None else None
         if folder and not Path(folder).is_dir():
             raise ConfigError(f"data.augmentation.{key}: no such folder {folder}")
+    return paths
+
+
+def warn_validation_leak(validation_paths: list[Path], corpus) -> None:
+    """Warn when validation files are training files too (the same file, through any link):
+    the best checkpoint and the front-end would then be chosen on speech the network trained on."""
+    training = {os.path.realpath(u.path) for u in corpus}
+    shared = [p for p in validation_paths if os.path.realpath(p) in training]
+    if shared:
+        warnings.warn(f"validation: {len(shared)} of its {len(validation_paths)} files are training files too "
+                      f"(e.g. {shared[0]}): best.pt and the front-end would be chosen on speech the network "
+                      f"trains on; hold the validation speakers out of data.corpus", stacklevel=2)
 
 
 def validate(model: nn.Module, config: Config, device: torch.device, progress: bool = False) -> float | None:
@@ -246,15 +262,51 @@ def validate(model: nn.Module, config: Config, device: torch.device, progress: b
     return result["cosine"]["eer"] * 100
 
 
+SPEAKERS_NAMED = 5
+"""How many speakers a line of :func:`describe_run` names before '... and N more'."""
+
+
+def _some_speakers(seconds: dict[str, float], label: str = "") -> str:
+    """``'a (8.2 s), b (3.0 s) and 3 more'``: the first :data:`SPEAKERS_NAMED` of ``seconds``."""
+    named = ", ".join(f"{speaker} ({label}{s:.1f} s)" for speaker, s in list(seconds.items())[:SPEAKERS_NAMED])
+    return named + (f" and {len(seconds) - SPEAKERS_NAMED} more" if len(seconds) > SPEAKERS_NAMED else "")
+
+
+def _speakers(count: int) -> str:
+    return f"{count} speaker" + ("" if count == 1 else "s")
+
+
+def _corpus_notes(config: Config, corpus) -> list[str]:
+    """What :func:`build_corpus` did to speakers that a run's summary must say: those
+    ``data.min_speaker_duration_s`` left out, and those whose every file is shorter than
+    ``data.chunk_duration_s`` (each of their chunks is a whole file tiled to the chunk length)."""
+    lines = []
+    if corpus.left_out:
+        lines.append(f"left out {_speakers(len(corpus.left_out))} with less than "
+                     f"{config.data.min_speaker_duration_s:g} s of audio (data.min_speaker_duration_s): "
+                     f"{_some_speakers(corpus.left_out)}")
+    chunk_s = config.data.chunk_duration_s
+    longest = {speaker: max(u.duration_s for u in utterances)
+               for speaker, utterances in sorted(corpus.by_speaker().items())}
+    short = {speaker: s for speaker, s in longest.items() if s < chunk_s}
+    if short:
+        lines.append(f"tiled chunks: {_speakers(len(short))} {'has' if len(short) == 1 else 'have'} only files "
+                     f"shorter than data.chunk_duration_s={chunk_s:g} s, so each of their chunks is a whole file "
+                     f"repeated to that length: {_some_speakers(short, 'longest ')}")
+    return lines
+
+
 def describe_run(config: Config, corpus, resumed_at=None) -> list[str]:
-    """Lines saying what a run trains on, from what (its initial weights, or with
-    ``resumed_at`` = ``(epochs, batches, checkpoint)`` the checkpoint it resumes from)."""
+    """Lines saying what a run trains on (and which speakers it left out or tiles:
+    :func:`_corpus_notes`), from what (its initial weights, or with ``resumed_at`` =
+    ``(epochs, batches, checkpoint)`` the checkpoint it resumes from)."""
     roots = config.data.corpus if isinstance(config.data.corpus, list) else [config.data.corpus]
     lines = [f"corpus: {len(corpus.speakers)} speakers, {len(corpus)} utterances, "
              f"{corpus.total_duration_s / 3600:.2f} hours ({', '.join(roots)})"
              + (f"; speed-perturbed copies x {', x '.join(f'{f:g}' for f in config.data.speed_perturb)}: "
                 f"{len(class_labels(config, corpus))} classes"
                 if config.data.speed_perturb else "")]
+    lines += _corpus_notes(config, corpus)
     if resumed_at is None:  # a resumed run's weights come from its checkpoint (the last line)
         lines.append(f"initialised from {config.init_from}" if config.init_from
                      else "initialised from scratch (random weights)")

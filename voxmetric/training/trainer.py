@@ -52,7 +52,7 @@ from .finetune import (NetworkFreeze, check_imprintable, imprint_head, imprintab
 from .frontend_select import after_training
 from .optim import build_optimizer, build_scheduler
 from .run_state import _keep_previous, check_fresh, cut_log, resume_changes, resume_state, _StopRequest
-from .setup import (TrainStep, build_corpus, check_inputs, build_dataset, build_model_and_loss, build_teacher,  # noqa: F401
+from .setup import (TrainStep, build_corpus, check_inputs, warn_validation_leak, build_dataset, build_model_and_loss, build_teacher,  # noqa: F401
                     class_labels, describe_run, frontend_settings, resolve_device, validate)
 from ..errors import ConfigError, TrainingError, VoxmetricError, WriteError
 from ..fileio import atomic_open, check_writable_folder, progress_bar
@@ -91,9 +91,12 @@ class Trainer:
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)
         state = resume_state(self.checkpoints) if resume else None
-        check_inputs(config)  # validation trials and augmentation folders: before the corpus scan and any batch
+        # Validation trials and augmentation folders: before the corpus scan and any batch.
+        validation_paths = check_inputs(config)
 
         self.corpus = build_corpus(config)
+        if distributed.is_main():
+            warn_validation_leak(validation_paths, self.corpus)
         self.speakers = class_labels(config, self.corpus)
         model, loss = build_model_and_loss(config, len(self.speakers))
         self.step = TrainStep(model, loss, build_teacher(config), config.distill.weight, config.distill.label_loss,
