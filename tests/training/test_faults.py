@@ -279,3 +279,11 @@ def test_validation_files_that_are_training_files_are_warned_about(tmp_path, tin
     assert "voxmetric: warning: validation: 3 of its 3 files are training files too (e.g. " in err
     assert main(["train", str(config), "--out", str(tmp_path / "exp2"), "-q"]) == 0  # held-out speakers: quiet
     assert "training files too" not in capsys.readouterr().err
+
+
+def test_a_missing_corpus_says_where_relative_paths_start(tmp_path, tiny_corpus, capsys):  # noqa: F811
+    config = _config(tmp_path, tiny_corpus)
+    assert main(["train", str(config), "--out", str(tmp_path / "exp"), "--set", "data.corpus=mine/train", "-q"]) == 1
+    assert capsys.readouterr().err == (f"voxmetric: error: {tmp_path / 'mine' / 'train'}: no such directory "
+                                       f"(data.corpus; relative paths in the config, and in --set, are relative to "
+                                       f"the config file's folder)\n")

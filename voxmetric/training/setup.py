@@ -130,6 +130,10 @@ def build_corpus(config: Config):
     roots = config.data.corpus if isinstance(config.data.corpus, list) else [config.data.corpus]
     if not any(roots):
         raise ConfigError("data.corpus is required: the folder of the training corpus")
+    for root in roots:
+        if not os.path.exists(root):
+            raise CorpusError(f"{root}: no such directory (data.corpus; relative paths in the config, and in --set, "
+                              f"are relative to the config file's folder)")
     parts = [read_corpus(root, config.data.format, strict=config.data.strict) for root in roots]
     if config.data.split:
         parts = [part.subset(split_speakers(root, config.data.split)) for root, part in zip(roots, parts)]
