@@ -75,7 +75,7 @@ def test_no_speech_is_an_error_naming_the_file(tmp_path):
     audio.write(path, np.random.default_rng(0).normal(0, 1e-3, SR), SR)
     with pytest.raises(NoSpeechError, match="silent.wav: no speech"):
         load_speech(path)
-    with pytest.raises(NoSpeechError, match="input: no speech"):
+    with pytest.raises(NoSpeechError, match="input array: no speech"):
         assess(np.zeros(SR), SR)
     # With the VAD off, the whole recording counts as speech: no error, nothing trimmed.
     waveform, report = load_speech(path, vad=False)

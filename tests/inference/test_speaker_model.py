@@ -216,7 +216,7 @@ def test_progress_bar_of_many_files_stays_out_of_a_redirected_stderr(tiny_weight
 
 def test_bad_inputs_give_clear_errors(tiny_weights, tmp_path):
     model = load_model(tiny_weights)
-    with pytest.raises(NoSpeechError, match="input: no speech found"):
+    with pytest.raises(NoSpeechError, match="input array: no speech found"):
         model.embed(np.zeros(32000, dtype=np.float32))
     with pytest.raises(AudioError, match="silent"):
         load_model(tiny_weights, vad=False).embed(np.zeros(32000, dtype=np.float32))
@@ -255,6 +255,8 @@ def test_wrong_values_in_the_python_api_are_voxmetric_errors(tiny_weights, tmp_p
 
     model = load_model(tiny_weights)
     voice = _voice(1.0)
+    with pytest.raises(NoSpeechError, match="^input array b: no speech found"):  # which side is silent
+        model.verify(voice, np.zeros(32000, dtype=np.float32))
     for threshold in (float("nan"), "x", float("inf")):
         with pytest.raises(ArgumentError, match="threshold must be a finite number"):
             model.verify(voice, voice, threshold=threshold)

@@ -245,7 +245,7 @@ def assess(waveform, original_sample_rate_hz: int, segments: list[Segment] | Non
     if segments is None:
         segments = segments_from_features(features, num_samples, sample_rate_hz, config)
     if not segments:
-        source = os.fspath(path) if path is not None else "input"
+        source = os.fspath(path) if path is not None else "input array"
         raise NoSpeechError(f"{source}: no speech found in {num_samples / sample_rate_hz:.2f} s of audio (silence, "
                             f"steady noise or hum?); nothing to embed")
     speech_s = speech_duration_s(segments)

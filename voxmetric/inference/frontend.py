@@ -152,9 +152,13 @@ def check_several(items, what: str) -> list:
     return list(items)
 
 
+ARRAY_NAME = "input array"
+"""How an array input is named in messages (a file is named by its path)."""
+
+
 def source_name(item) -> str:
-    """How an input is named in messages: its path, or ``"input array"``."""
-    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else "input array"
+    """How an input is named in messages: its path, or :data:`ARRAY_NAME`."""
+    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else ARRAY_NAME
 
 
 class Frontend:

@@ -28,7 +28,7 @@ from ..errors import ArgumentError, CheckpointError, VoxmetricError
 from ..evaluate.calibration import Calibration
 from ..evaluate.operating_point import CalibrationResult
 from ..evaluate.embeddings import save_embeddings
-from .frontend import Frontend, FrontendSettings, source_name
+from .frontend import ARRAY_NAME, Frontend, FrontendSettings, source_name
 from .loading import BUNDLED, BUNDLED_DIR, build_network, device as parse_device, load_network_weights, read_source
 
 __all__ = ["BUNDLED", "BUNDLED_DIR", "FrontendSettings", "SpeakerModel", "VerifyResult", "load_model",
@@ -217,6 +217,21 @@ class SpeakerModel:
             f"and pass --calibration cal.json (in Python: load_model(..., calibration='cal.json'))"
         )
 
+    def _embed_side(self, item, side: str, sample_rate: int | None):
+        """:meth:`embed_with_quality` of one side of :meth:`verify`; an array's errors say which side."""
+        try:
+            return self.embed_with_quality(item, sample_rate)
+        except VoxmetricError as error:
+            text = str(error)
+            if isinstance(item, (str, os.PathLike)) or not text.startswith(ARRAY_NAME):
+                raise
+            labelled = f"{ARRAY_NAME} {side}{text[len(ARRAY_NAME):]}"
+            try:
+                renamed = type(error)(labelled)
+            except TypeError:
+                renamed = VoxmetricError(labelled)
+            raise renamed from None
+
     def verify(self, a, b, threshold: float | None = None, sample_rate: int | None = None) -> VerifyResult:
         """Same speaker? Score, calibrated LLR and decision.
 
@@ -226,10 +241,11 @@ class SpeakerModel:
         decision near the threshold (the EER point and LLR = 0 are close, not equal).
         """
         threshold = self.decision_threshold() if threshold is None else _threshold(threshold)
-        (emb_a, report_a), (emb_b, report_b) = (self.embed_with_quality(x, sample_rate) for x in (a, b))
+        (emb_a, report_a), (emb_b, report_b) = (self._embed_side(x, side, sample_rate) for x, side in ((a, "a"), (b, "b")))
         score = self.cosine(emb_a, emb_b)
         llr = None if self.calibration is None else self.calibration.llr(score)
-        warnings = tuple(_named(w, x) for x, report in ((a, report_a), (b, report_b)) for w in report.warnings)
+        warnings = tuple(_named(w, x, side) for x, side, report in ((a, "a", report_a), (b, "b", report_b))
+                         for w in report.warnings)
         return VerifyResult(score=score, llr=llr, accepted=bool(score >= threshold), threshold=threshold,
                             warnings=warnings)
 
@@ -244,9 +260,14 @@ def _threshold(value) -> float:
     return threshold
 
 
-def _named(warning: str, item) -> str:
-    """A quality warning prefixed with its input's name (when it does not say it already)."""
+def _named(warning: str, item, side: str | None = None) -> str:
+    """A quality warning prefixed with its input's name (when it does not say it already); an
+    array of one side of :meth:`SpeakerModel.verify` is ``input array a`` / ``b``."""
     source = source_name(item)
+    if side is not None and source == ARRAY_NAME:
+        if warning.startswith(source):
+            warning = warning[len(source):].lstrip(": ")
+        source = f"{ARRAY_NAME} {side}"
     return warning if warning.startswith(source) else f"{source}: {warning}"
 
 
