@@ -145,3 +145,39 @@ def test_candidates_start_with_the_config_and_drop_repeats(tmp_path):
                        ("[{window_s: 1.0, step: 0.5}]", "step"), ("[{window_s: 1.0, step_s: 0}]", "step_s")):
         with pytest.raises(ConfigError, match=field):
             load_config(path, [f"validation.frontend_candidates={bad}"])
+
+
+def test_the_measured_checkpoint_carries_a_calibration_fitted_on_validation(tmp_path, tiny_corpus, monkeypatch,  # noqa: F811
+                                                                              capsys):
+    from voxmetric.evaluate.operating_point import calibrate_from_scores
+    from voxmetric.inference.speaker_model import load_model
+    from voxmetric.training import frontend_select
+
+    rng = np.random.default_rng(0)
+    labels = np.array([1] * 40 + [0] * 60)
+    separable = np.where(labels == 1, rng.normal(0.7, 0.1, 100), rng.normal(0.2, 0.1, 100))
+    scores = {"now": separable}
+
+    def measured(network, config, device="cpu", progress=False):  # the validation scores a real run would give
+        settings = FrontendSettings(vad=False, window_s=None)
+        result = CandidateResult(settings, 10.0, windows_per_minute(settings), True, scores["now"], labels)
+        return choose([result])
+
+    monkeypatch.setattr(frontend_select, "measure", measured)
+    config = load_config(_config(tmp_path, tiny_corpus, epochs=1, batches_per_epoch=1))
+    train(config, tmp_path / "exp", progress=False)
+    best = tmp_path / "exp" / "checkpoints" / "best.pt"
+    expected = calibrate_from_scores(separable, labels, n_bootstrap=100, seed=0)
+    state = load_checkpoint(best)
+    assert state["threshold"] == pytest.approx(expected.threshold)
+    assert state["calibration"] == pytest.approx(expected.calibration.to_dict())
+    model = load_model(best)  # decides without a calibration file
+    assert model.decision_threshold() == pytest.approx(expected.threshold)
+    assert model.calibration.llr(0.7) == pytest.approx(expected.calibration.llr(0.7))
+
+    # Same-speaker pairs scoring lower (a network worse than chance): no calibration, a note.
+    scores["now"] = 1.0 - separable
+    assert main(["train", str(tmp_path / "config.yml"), "--out", str(tmp_path / "exp"),
+                 "--select-frontend-only"]) == 0
+    assert "no calibration stored in the checkpoint" in capsys.readouterr().out
+    assert "threshold" not in load_checkpoint(best)

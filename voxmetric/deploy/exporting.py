@@ -29,7 +29,7 @@ def export_model(model_spec: str, format: str, out: str, calibration: str | None
     """Export ``model_spec`` (bundled name, weights file or checkpoint) as ``format`` to ``out``.
 
     For ``safetensors``, ``calibration`` (a ``voxmetric calibrate`` JSON file) replaces the
-    model's calibration and threshold; a training checkpoint has neither without it.
+    model's calibration and threshold (a training checkpoint has those fitted on its validation trials, if any).
 
     Returns:
         ``export_network``'s report, or ``{"format": "safetensors", "path", "sha256",

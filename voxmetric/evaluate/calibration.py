@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from ..errors import ArgumentError, ScoresError
+from ..errors import ArgumentError, CalibrationError, ScoresError
 from .metrics import _check
 
 #: Ridge on the standardised slope: keeps the fit finite when the scores separate the
@@ -159,6 +159,7 @@ def fit_calibration(scores, labels, prior: float = 0.5, max_iterations: int = 10
     Raises:
         ScoresError: mismatched shapes, non-finite scores, bad labels, a class missing,
             or all scores equal (nothing to fit a slope to).
+        CalibrationError: the fitted slope is not positive (same-speaker pairs score lower).
     """
     _check_prior(prior)
     scores, labels = _check(scores, labels)
@@ -206,6 +207,9 @@ def fit_calibration(scores, labels, prior: float = 0.5, max_iterations: int = 10
         if improvement < 1e-12 and np.abs(size * step).max() < 1e-9:
             break
     slope, intercept = params
+    if not slope > 0:
+        raise CalibrationError(f"the same-speaker pairs do not score higher than the others (fitted LLR slope "
+                               f"{slope / std:.3g} per score unit): these scores cannot be calibrated")
     return Calibration(scale=float(slope / std), offset=float(intercept - slope * mean / std))
 
 

@@ -5,9 +5,11 @@ Three kinds of ``name_or_path``:
 * a bundled name (:data:`BUNDLED`): ``voxmetric/inference/bundled/<name>.safetensors``,
   its SHA-256 checked against the ``manifest.json`` beside it before anything is read;
 * an exported weights file ``*.safetensors`` (:mod:`voxmetric.inference.weights`);
-* a training checkpoint ``*.pt`` (:mod:`voxmetric.inference.checkpoint`): no
-  calibration and no threshold; its front-end settings are its config's, with the window and
-  step validation chose at the end of training (:mod:`voxmetric.training.frontend_select`).
+* a training checkpoint ``*.pt`` (:mod:`voxmetric.inference.checkpoint`): its front-end
+  settings are its config's, with the window and step validation chose at the end of training,
+  and (``best.pt``, or ``last.pt`` of a run without one) the calibration and EER threshold
+  fitted on those validation scores (:mod:`voxmetric.training.frontend_select`); none when the
+  run had no validation trials.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from ..checks import parse_device
 from ..audio.io import CONTAINER_EXTENSIONS, readable_extensions
 from ..errors import CheckpointError, NotAModelError
+from ..evaluate.calibration import Calibration
 from .checkpoint import load_checkpoint
 from .frontend import FrontendSettings
 from .weights import check_manifest, load_weights_checked, read_weights
@@ -41,7 +44,7 @@ class ModelSource:
         path: the file read.
         model: ``{"name": registry name, "params": constructor arguments}``.
         weights: the embedding network's state dict.
-        calibration, threshold: as stored (``None`` for checkpoints).
+        calibration, threshold: as stored (``None`` when the file has none).
         frontend: the :class:`FrontendSettings` the model is meant to be used with.
         description, training: free facts for humans.
     """
@@ -90,10 +93,14 @@ def read_source(name_or_path: str | os.PathLike) -> ModelSource:
             raise CheckpointError(f"{path}: checkpoint has no model config and weights") from None
         try:
             frontend = FrontendSettings.from_dict(state.get("frontend") or {})
-        except ValueError as error:
-            raise CheckpointError(f"{path}: bad front-end settings ({error})") from None
-        return ModelSource(kind, path, model, weights, frontend=frontend,
-                           description=f"training checkpoint {path}")
+            calibration = state.get("calibration")
+            calibration = None if calibration is None else Calibration.from_dict(calibration)
+            threshold = state.get("threshold")
+            threshold = None if threshold is None else float(threshold)
+        except (ValueError, TypeError) as error:
+            raise CheckpointError(f"{path}: bad front-end settings or calibration ({error})") from None
+        return ModelSource(kind, path, model, weights, calibration=calibration, threshold=threshold,
+                           frontend=frontend, description=f"training checkpoint {path}")
     check_manifest(path, required=kind == "bundled")
     weights, metadata = read_weights(path)
     return ModelSource(kind, path, metadata["model"], weights, calibration=metadata["calibration"],

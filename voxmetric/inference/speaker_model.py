@@ -212,7 +212,7 @@ class SpeakerModel:
             return self.calibration.bayes_threshold(0.5)
         raise VoxmetricError(
             f"model {self.info.get('source') or self.name} has no calibration and no decision threshold (a training "
-            f"checkpoint?): "
+            f"checkpoint of a run without validation trials?): "
             f"calibrate it on labelled pairs with 'voxmetric calibrate MODEL --trials PAIRS --out cal.json' "
             f"and pass --calibration cal.json (in Python: load_model(..., calibration='cal.json'))"
         )

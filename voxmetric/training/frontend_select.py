@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,8 @@ class CandidateResult:
     val_eer: float
     windows_per_minute: int
     from_config: bool  # the config's own frontend: section
+    scores: np.ndarray | None = field(default=None, repr=False, compare=False)  # cosine, in trial order
+    labels: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"window_s": self.settings.window_s, "step_s": self.settings.step_s, "val_eer": self.val_eer,
@@ -174,7 +176,7 @@ def measure(network: torch.nn.Module, config: Config, device: torch.device | str
         metrics = evaluate_trials(shared.view(index), config.validation.trials, config.validation.root,
                                   n_bootstrap=0, progress=False)
         results.append(CandidateResult(candidate, metrics["cosine"]["eer"] * 100, windows_per_minute(candidate),
-                                       from_config=index == 0))
+                                       from_config=index == 0, scores=metrics["scores"], labels=metrics["labels"]))
     return choose(results)
 
 
@@ -243,12 +245,43 @@ def select_for_run(out_dir: str | os.PathLike, config: Config, device: torch.dev
     measured_state = last_state if measured == last else load_checkpoint(measured)
     record = _record(choice, config, measured, measured_state, last_state)
     update = {"frontend": choice.chosen.settings.to_dict(), SELECTION_KEY: record}
+    calibrated = {**update, **_calibration(choice.chosen, config, progress)}  # of the measured weights only
+
+    def fresh(state: dict) -> dict:  # an earlier selection's calibration never outlives it
+        return {key: value for key, value in state.items() if key not in CALIBRATION_KEYS}
+
     if measured != last:
-        save_checkpoint({**measured_state, **update}, measured)
-    save_checkpoint({**last_state, **update}, last)  # last: a crash before it means a --resume redoes this
+        save_checkpoint({**fresh(measured_state), **calibrated}, measured)
+    # last: a crash before it means a --resume redoes this
+    save_checkpoint({**fresh(last_state), **(calibrated if measured == last else update)}, last)
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
     return choice
+
+
+CALIBRATION_KEYS = ("calibration", "threshold", "calibrated_on")
+"""What :func:`_calibration` adds to the measured checkpoint."""
+
+
+def _calibration(chosen: CandidateResult, config: Config, progress: bool) -> dict[str, Any]:
+    """``{"calibration", "threshold", "calibrated_on"}`` fitted on the chosen front-end's
+    validation scores (:func:`voxmetric.evaluate.operating_point.calibrate_from_scores`: the
+    regularised LLR fit and the EER threshold), so that ``verify CHECKPOINT a b`` decides; empty
+    when the pairs cannot be fitted (one kind missing), with a note."""
+    from ..errors import VoxmetricError
+    from ..evaluate.operating_point import calibrate_from_scores
+
+    if chosen.scores is None:
+        return {}
+    try:
+        fit = calibrate_from_scores(chosen.scores, chosen.labels, n_bootstrap=100, seed=0)
+    except VoxmetricError as error:
+        if progress:
+            print(f"note: no calibration stored in the checkpoint ({error}); run voxmetric calibrate", flush=True)
+        return {}
+    return {"calibration": fit.calibration.to_dict(), "threshold": fit.threshold,
+            "calibrated_on": {"trials": config.validation.trials, "n_target": fit.n_target,
+                              "n_nontarget": fit.n_nontarget, "eer": fit.eer}}
 
 
 def after_training(out_dir: str | os.PathLike, config: Config, device: torch.device, progress: bool) -> None:
