@@ -93,3 +93,12 @@ def test_bad_prior_and_bad_calibration_values():
         Calibration(scale=float("inf"), offset=0.0)
     with pytest.raises(ValueError, match="'scale'"):
         Calibration.from_dict({"scale": 1.0})
+
+
+def test_scores_where_same_speaker_pairs_score_lower_cannot_be_calibrated():
+    from voxmetric.errors import CalibrationError
+
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    scores = np.array([0.1, 0.2, 0.15, 0.3, 0.8, 0.7, 0.9, 0.6])  # inverted: a broken or wrong model
+    with pytest.raises(CalibrationError, match="same-speaker pairs do not score higher"):
+        fit_calibration(scores, labels, regularization=None)
