@@ -213,3 +213,13 @@ def test_speaker_means():
                                     {"u1": "s1", "u2": "s2", "u3": "s2", "u4": "s1"})
     assert speakers == ["s1", "s2"]
     assert np.allclose(means, [[1.0, 0], [0, 1.0]])  # means of unit-length rows
+
+
+def test_mismatched_matrices_are_voxmetric_errors():
+    from voxmetric.errors import ArgumentError
+    from voxmetric.evaluate.scoring import cosine_scores
+
+    with pytest.raises(ArgumentError, match=r"enrol \(2, 3\) and test \(2, 4\) must have the same shape"):
+        cosine_scores(np.ones((2, 3)), np.ones((2, 4)))
+    with pytest.raises(ArgumentError, match="test must be an \\(N, D\\) matrix"):
+        cosine_scores(np.ones((2, 3)), np.ones(3))

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.fft import dct, rfft
 
 from ..audio import dsp
+from ..errors import ArgumentError
 
 N_MELS = 40
 N_COEFFICIENTS = 20
@@ -46,7 +47,7 @@ def mfcc(waveform: np.ndarray, sample_rate_hz: int = 16_000) -> np.ndarray:
     """
     x = np.asarray(waveform, dtype=np.float64)
     if x.ndim != 1:
-        raise ValueError(f"waveform must be 1-D (samples,), got shape {x.shape}")
+        raise ArgumentError(f"waveform must be 1-D (samples,), got shape {x.shape}")
     x = np.append(x[:1], x[1:] - PRE_EMPHASIS * x[:-1])
     frame = int(round(FRAME_S * sample_rate_hz))
     hop = int(round(HOP_S * sample_rate_hz))

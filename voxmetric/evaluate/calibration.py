@@ -55,9 +55,9 @@ class Calibration:
         for name in ("scale", "offset"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"calibration {name} must be a finite number, got {value!r}")
+                raise ArgumentError(f"calibration {name} must be a finite number, got {value!r}")
         if self.scale <= 0:
-            raise ValueError(f"calibration scale must be positive (higher score = more likely same speaker), "
+            raise ArgumentError(f"calibration scale must be positive (higher score = more likely same speaker), "
                              f"got {self.scale}")
 
     def llr(self, scores):
@@ -124,7 +124,7 @@ class CalibrationPrior:
         for name in ("slope_sd", "offset_sd"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"CalibrationPrior {name} must be a positive number, got {value!r}")
+                raise ArgumentError(f"CalibrationPrior {name} must be a positive number, got {value!r}")
 
 
 def _logit(p: float) -> float:
@@ -133,7 +133,7 @@ def _logit(p: float) -> float:
 
 def _check_prior(prior: float) -> None:
     if not 0 < prior < 1:
-        raise ValueError(f"prior must be strictly between 0 and 1, got {prior}")
+        raise ArgumentError(f"prior must be strictly between 0 and 1, got {prior}")
 
 
 def fit_calibration(scores, labels, prior: float = 0.5, max_iterations: int = 100,

@@ -51,6 +51,7 @@ from .. import audio
 from ..fileio import progress_bar
 from .shared_frames import DEFAULT_BLOCK_S, frame_aligned_starts, pool_windows, shared_frame_embeddings
 from .shared_frames import shares_frames_exactly, supports_shared_frames, whole_input_moments
+from ..errors import ArgumentError
 
 MAX_WHOLE_S = 60.0
 """Longest input a non-frame-local model embeds in one pass with ``window_s=None`` (module docstring)."""
@@ -86,7 +87,7 @@ def window_starts(num_samples: int, window_samples: int, step_samples: int) -> n
     for name, value in (("num_samples", num_samples), ("window_samples", window_samples),
                         ("step_samples", step_samples)):
         if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
+            raise ArgumentError(f"{name} must be at least 1, got {value}")
     last = num_samples - window_samples
     if last <= 0:
         return np.zeros(1, dtype=np.int64)
@@ -114,7 +115,7 @@ def _embed_batch(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
     """``(batch, samples)`` -> ``(batch, dim)`` float64 on the CPU, with a shape check."""
     out = model(batch)
     if out.ndim != 2 or out.shape[0] != batch.shape[0]:
-        raise ValueError(
+        raise ArgumentError(
             f"model must map (batch, samples) to (batch, dim); "
             f"got {tuple(out.shape)} for input {tuple(batch.shape)}"
         )
@@ -129,11 +130,11 @@ def choose_method(model: torch.nn.Module, method: str = "auto") -> str:
             without the shared-frame interface (mean/std pooling over ``frames``).
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+        raise ArgumentError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     if method == "auto":
         return "shared" if shares_frames_exactly(model) else "naive"
     if method == "shared" and not supports_shared_frames(model):
-        raise ValueError(
+        raise ArgumentError(
             f"method 'shared' needs a model that pools mean and std over its frames (SincTDNN, XVector); "
             f"{type(model).__name__} is not one: use 'naive' or 'auto'"
         )
@@ -182,7 +183,7 @@ def _embed_whole(model: torch.nn.Module, signal: torch.Tensor, sample_rate_hz: i
 
 def _to_samples(seconds: float, sample_rate_hz: int, name: str) -> int:
     if seconds <= 0:
-        raise ValueError(f"{name} must be positive, got {seconds}")
+        raise ArgumentError(f"{name} must be positive, got {seconds}")
     return max(1, int(round(seconds * sample_rate_hz)))
 
 
@@ -226,12 +227,12 @@ def embed_waveform(
     """
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1 or waveform.size == 0:
-        raise ValueError(f"waveform must be a non-empty (samples,) array, got shape {waveform.shape}")
+        raise ArgumentError(f"waveform must be a non-empty (samples,) array, got shape {waveform.shape}")
     device = torch.device(device)
     if batch_size is None:
         batch_size = CPU_WINDOW_BATCH if device.type == "cpu" else ACCELERATOR_WINDOW_BATCH
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise ArgumentError(f"batch_size must be at least 1, got {batch_size}")
     method = choose_method(model, method)
     if _device_of(model) != device:  # moving a model that is there already costs a walk over its tensors
         model.to(device)
@@ -329,7 +330,7 @@ def extract_embeddings(
     paths = [str(p) for p in paths]
     ids = list(paths) if ids is None else [str(i) for i in ids]
     if len(ids) != len(paths):
-        raise ValueError(f"{len(ids)} ids for {len(paths)} paths; give one id per path")
+        raise ArgumentError(f"{len(ids)} ids for {len(paths)} paths; give one id per path")
     choose_method(model, method)  # a bad method fails before any file is read
     rows = []
     for path in progress_bar(paths, enabled=progress, desc="embedding", unit="file", leave=False):

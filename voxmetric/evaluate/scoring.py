@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import VoxmetricError
+from ..errors import ArgumentError, VoxmetricError
 from .embeddings import EmbeddingTable
 
 DEFAULT_TOP_N = 400
@@ -44,7 +44,7 @@ def l2_normalise(embeddings: np.ndarray) -> np.ndarray:
 def _check_matrix(name: str, matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix)
     if matrix.ndim != 2:
-        raise ValueError(f"{name} must be an (N, D) matrix, got shape {matrix.shape}")
+        raise ArgumentError(f"{name} must be an (N, D) matrix, got shape {matrix.shape}")
     return matrix
 
 
@@ -60,7 +60,7 @@ def cosine_scores(enrol: np.ndarray, test: np.ndarray) -> np.ndarray:
     """
     enrol, test = _check_matrix("enrol", enrol), _check_matrix("test", test)
     if enrol.shape != test.shape:
-        raise ValueError(f"enrol {enrol.shape} and test {test.shape} must have the same shape")
+        raise ArgumentError(f"enrol {enrol.shape} and test {test.shape} must have the same shape")
     dots = np.einsum("nd,nd->n", l2_normalise(enrol), l2_normalise(test))
     return dots.astype(np.float64)
 
@@ -91,12 +91,12 @@ def _check_rows(embeddings: np.ndarray, enrol_rows, test_rows) -> tuple[np.ndarr
     enrol_rows = np.asarray(enrol_rows, dtype=np.int64)
     test_rows = np.asarray(test_rows, dtype=np.int64)
     if enrol_rows.ndim != 1 or enrol_rows.shape != test_rows.shape:
-        raise ValueError(
+        raise ArgumentError(
             f"enrol_rows {enrol_rows.shape} and test_rows {test_rows.shape} must be (trials,) arrays"
         )
     for rows in (enrol_rows, test_rows):
         if rows.size and (rows.min() < 0 or rows.max() >= len(embeddings)):
-            raise ValueError(f"row indices must be in [0, {len(embeddings)}), got {rows.min()}..{rows.max()}")
+            raise ArgumentError(f"row indices must be in [0, {len(embeddings)}), got {rows.min()}..{rows.max()}")
     return enrol_rows, test_rows
 
 
@@ -235,7 +235,7 @@ def adaptive_snorm(
     """
     enrol, test = _check_matrix("enrol", enrol), _check_matrix("test", test)
     if enrol.shape != test.shape:
-        raise ValueError(f"enrol {enrol.shape} and test {test.shape} must have the same shape")
+        raise ArgumentError(f"enrol {enrol.shape} and test {test.shape} must have the same shape")
     stacked = np.concatenate([enrol, test]).astype(np.float32)
     unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
