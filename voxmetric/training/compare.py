@@ -458,7 +458,7 @@ def compare(config: Config, losses: list[str] | None, out_dir: str, budget: str 
     resumed = claim_output(out, [f"{name}/seed{run.seed}" for name, _, run in plan], resume, overwrite,
                            trains=source is None)
     resumed = frozenset((name, run.seed) for name, _, run in plan if f"{name}/seed{run.seed}" in resumed)
-    if progress and resume:
+    if progress and resumed:
         print(f"== resuming {out}: {len(resumed)} of {len(plan)} runs have a checkpoint (a finished one trains "
               f"nothing and is tested again)", flush=True)
     if jobs > 1 and source is None:
