@@ -28,7 +28,8 @@ def _runner(format, path):
             warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript
             program = torch.jit.load(str(path))
         return lambda batch: program(batch).detach()
-    onnxruntime = pytest.importorskip("onnxruntime")
+    import onnxruntime
+
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return lambda batch: torch.from_numpy(session.run(None, {"waveforms": batch.numpy()})[0])
 
@@ -36,10 +37,6 @@ def _runner(format, path):
 @pytest.mark.parametrize("format", FORMATS)
 @pytest.mark.parametrize("model", ["sinctdnn", "ecapa"])
 def test_exported_network_matches_pytorch_at_several_lengths(weights, tmp_path, format, model):
-    if format == "onnx":
-        pytest.importorskip("onnxruntime")
-        if model == "ecapa":
-            pytest.importorskip("onnxscript", reason="ECAPA's ONNX export needs the torch.export-based exporter")
     out = tmp_path / f"net.{format}"
     report = export_network(weights[model], format, out)
     assert report["verified"] and max(report["max_abs_diff"].values()) <= TOLERANCE
@@ -108,7 +105,8 @@ def _runtime_recipe(onnx_path, audio_path, vad: bool):
     from voxmetric.audio.vad import VadConfig, speech_segments, trim_silence
     from voxmetric.inference.export import read_metadata
 
-    onnxruntime = pytest.importorskip("onnxruntime")
+    import onnxruntime
+
     meta = read_metadata(onnx_path)
     samples, rate = soundfile.read(audio_path, dtype="float32", always_2d=True)
     waveform = samples.mean(axis=1)
@@ -139,7 +137,6 @@ def _end_to_end(name, shared_data, tmp_path):
     from voxmetric.inference.export import read_metadata
     from voxmetric.inference.speaker_model import SpeakerModel
 
-    pytest.importorskip("onnxruntime")
     out = tmp_path / f"{name}.onnx"
     report = export_network(name, "onnx", out)
     model = load_model(name)
@@ -160,7 +157,6 @@ def test_onnx_runtime_recipe_matches_embed_sinctdnn(shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_onnx_runtime_recipe_matches_embed_ecapa(shared_data, tmp_path):
-    pytest.importorskip("onnxscript")
     _end_to_end("ecapa-aam", shared_data, tmp_path)
 
 
