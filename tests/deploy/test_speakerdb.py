@@ -165,6 +165,7 @@ def test_names_stored_unnormalised_by_earlier_versions_are_found(path):
         db.enroll("Bob", [[0.0, 1.0]], ["b.wav"])
         db.enroll("Bo", [[0.6, 0.8]], ["c.wav"])
     with contextlib.closing(sqlite3.connect(path)) as raw, raw:  # as versions before normalisation stored them
+        raw.execute("DELETE FROM meta WHERE key = 'names_normalised'")  # (they did not have this key)
         for old, new in ((decomposed, "Ann"), (" Bo ", "Bob")):
             raw.execute("UPDATE speakers SET name = ? WHERE name = ?", (old, new))
             raw.execute("UPDATE recordings SET speaker = ? WHERE speaker = ?", (old, new))
@@ -184,7 +185,8 @@ def test_the_command_line_shows_a_library_warning_as_one_line(path, capsys):
     with SpeakerDB.open(path, MODEL) as db:
         db.enroll("Bo", [[1.0, 0.0]], ["a.wav"])
         db.enroll("Bob", [[0.0, 1.0]], ["b.wav"])
-    with contextlib.closing(sqlite3.connect(path)) as raw, raw:
+    with contextlib.closing(sqlite3.connect(path)) as raw, raw:  # a database of an earlier version
+        raw.execute("DELETE FROM meta WHERE key = 'names_normalised'")
         raw.execute("UPDATE speakers SET name = ' Bo ' WHERE name = 'Bob'")
         raw.execute("UPDATE recordings SET speaker = ' Bo ' WHERE speaker = 'Bob'")
     assert main(["speakers", "--db", str(path)]) == 0

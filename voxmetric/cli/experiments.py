@@ -42,10 +42,8 @@ def add_train(sub) -> None:
                  "  voxmetric train configs/sinctdnn_aam.yml --out exp/aam --select-frontend-only")
     p.add_argument("config", metavar="CONFIG.yml", help="training configuration")
     p.add_argument("-o", "--out", metavar="EXP_DIR", help="experiment folder (default exp/<config name>)")
-    again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.pt")
-    again.add_argument("--overwrite", action="store_true",
-                       help="replace an earlier run's checkpoints and logs in EXP_DIR")
+    _add_resume_or_overwrite(p, "continue from EXP_DIR/checkpoints/last.pt",
+                             "replace an earlier run's checkpoints and logs in EXP_DIR")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.epochs=5 (repeatable; default: none)")
     p.add_argument("--select-frontend-only", action="store_true",
@@ -84,6 +82,13 @@ def _select_frontend(args, config, out: str) -> int:
     print(f"{choice.summary()}; stored in {out}/checkpoints")
     return EXIT_OK
 
+def _add_resume_or_overwrite(p, resume_help: str, overwrite_help: str) -> None:
+    """``--resume`` and ``--overwrite``, which exclude each other (giving both is a usage error)."""
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help=resume_help)
+    again.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
 def add_compare(sub) -> None:
     p = _command(sub, "compare", "train and evaluate one model per loss, write the paper-style table",
                  "Train every loss with the same config, batches and seeds, evaluate each on the test trials "
@@ -120,14 +125,11 @@ def add_compare(sub) -> None:
                         "required with N > 1); the figures do not depend on N, only the wall time does (default 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable; default: none)")
-    again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="continue the comparison in DIR: interrupted runs go on from their checkpoints, finished "
-                            "ones train nothing and are tested again, missing ones are trained (default: an earlier "
-                            "comparison in DIR is refused)")
-    again.add_argument("--overwrite", action="store_true",
-                       help="replace the comparison in DIR: every run trains again, run folders of losses or seeds "
-                            "not asked for now are removed (default: refused)")
+    _add_resume_or_overwrite(
+        p, "continue the comparison in DIR: interrupted runs go on from their checkpoints, finished ones train "
+           "nothing and are tested again, missing ones are trained (default: an earlier comparison in DIR is refused)",
+        "replace the comparison in DIR: every run trains again, run folders of losses or seeds not asked for now "
+        "are removed (default: refused)")
     _add_quiet(p)
     p.set_defaults(func=_run_compare)
 

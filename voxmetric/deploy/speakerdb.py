@@ -60,6 +60,7 @@ from .sqlite import _is_busy, _retry, _transaction, _use_wal
 
 SCHEMA_VERSION = 1
 _APPLICATION = "voxmetric-speakerdb"
+_NAMES_NORMALISED = "names_normalised"  # meta key: every stored name is normalise_name's form
 SAME_RECORDING_COSINE = 1 - 1e-5
 """Two normalised embeddings at least this close are the same audio: under one model the same
 recording always gives the same embedding (up to float32 rounding), two different recordings
@@ -122,23 +123,28 @@ def normalise_name(name: str) -> str:
 def _normalise_stored_names(connection: sqlite3.Connection, path: str) -> None:
     """Names stored by versions that kept them as sent (e.g. in NFD, or with spaces) are renamed
     to :func:`normalise_name`'s form, so that lookups find them. A name whose normalised form is
-    already taken stays as it is (a warning names both); a read-only file is left unchanged."""
+    already taken stays as it is (a warning names both); a read-only file is left unchanged.
+    Done once per database: the ``names_normalised`` meta key (set when the database is made)
+    says every name is in that form, and opening it then reads no names."""
     try:
+        if connection.execute("SELECT 1 FROM meta WHERE key = ?", (_NAMES_NORMALISED,)).fetchone():
+            return
         stored = [row[0] for row in connection.execute("SELECT name FROM speakers")]
         renames = {name: normalise_name(name) for name in stored if normalise_name(name) != name}
-        if not renames:
-            return
-        taken = set(stored)
+        taken, clash = set(stored), False
         with _transaction(connection, immediate=True):
             connection.execute("PRAGMA defer_foreign_keys = ON")  # speaker and recordings renamed together
             for old, new in renames.items():
                 if new in taken:
                     warnings.warn(f"{path}: speaker {old!r} is stored unnormalised beside {new!r}; it cannot be "
                                   f"looked up until {new!r} is removed (voxmetric speakers --remove)", stacklevel=3)
+                    clash = True
                     continue
                 connection.execute("UPDATE speakers SET name = ? WHERE name = ?", (new, old))
                 connection.execute("UPDATE recordings SET speaker = ? WHERE speaker = ?", (new, old))
                 taken.add(new)
+            if not clash:
+                connection.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, '1')", (_NAMES_NORMALISED,))
     except sqlite3.OperationalError:  # read-only file, or busy: lookups of those names fail as before
         return
 
@@ -319,7 +325,7 @@ class SpeakerDB:
                     for statement in filter(str.strip, _SCHEMA.split(";")):
                         connection.execute(statement)
                     for key, value in (("application", _APPLICATION), ("schema_version", str(SCHEMA_VERSION)),
-                                       ("model_id", model_id)):
+                                       ("model_id", model_id), (_NAMES_NORMALISED, "1")):
                         connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
             meta = dict(connection.execute("SELECT key, value FROM meta"))
         except sqlite3.DatabaseError as error:

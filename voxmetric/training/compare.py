@@ -374,6 +374,17 @@ def _holds_run(folder: Path) -> bool:
     return folder.is_dir() and any((folder / name).exists() for name in ("config.yml", "metrics.jsonl", "checkpoints"))
 
 
+def _check_earlier(out: Path, earlier: list[str], resume: bool, overwrite: bool, trains: bool) -> None:
+    """Refuse ``--resume`` with ``--overwrite``, and what an earlier comparison left in ``out``
+    (``earlier``: its run folders, sizes or reports) without one of them."""
+    if resume and overwrite:
+        raise ConfigError("--resume continues the comparison in the output folder, --overwrite replaces it: give one")
+    if earlier and not (resume or overwrite):
+        how = "continue it with --resume, replace it" if trains else "replace it"
+        raise ConfigError(f"{out} already holds a comparison ({earlier[0]}): {how} with --overwrite, "
+                          f"or choose another --out")
+
+
 def claim_output(out: Path, planned: list[str], resume: bool, overwrite: bool, trains: bool = True) -> set[str]:
     """Make ``out`` ready for a comparison whose runs are ``planned`` (``"loss/seed<s>"``).
 
@@ -384,16 +395,11 @@ def claim_output(out: Path, planned: list[str], resume: bool, overwrite: bool, t
     earlier report is removed: it is written again at the end. Returns the planned runs that
     resume from a checkpoint.
     """
-    if resume and overwrite:
-        raise ConfigError("--resume continues the comparison in the output folder, --overwrite replaces it: give one")
     runs = sorted(f"{d.parent.name}/{d.name}" for d in out.glob("*/seed*") if _holds_run(d)) if out.is_dir() else []
     reports = [name for name in REPORT_FILES if (out / name).exists()]
+    _check_earlier(out, runs + reports, resume, overwrite, trains)
     if not runs and not reports:
         return set()
-    if not (resume or overwrite):
-        how = "continue it with --resume, replace it" if trains else "replace it"
-        raise ConfigError(f"{out} already holds a comparison ({(runs or reports)[0]}): {how} with --overwrite, "
-                          f"or choose another --out")
     stale = [run for run in runs if run not in planned]
     if resume and stale:
         raise ConfigError(f"--resume: {out} holds runs this comparison does not plan ({', '.join(stale)}): give the "
@@ -507,14 +513,9 @@ def compare_scale(config: Config, losses: list[str] | None, out_dir: str, train_
 
     out = Path(out_dir)
     check_writable_folder(out)
-    if resume and overwrite:
-        raise ConfigError("--resume continues the comparison in the output folder, --overwrite replaces it: give one")
     earlier = sorted(p.name for p in out.glob("speakers-*") if p.is_dir()) if out.is_dir() else []
     earlier += [name for name in ("scale.md", "scale.json", "scale.png") if (out / name).exists()]
-    if earlier and not (resume or overwrite):
-        how = "continue it with --resume, replace it" if reuse_runs is None else "replace it"
-        raise ConfigError(f"{out} already holds a comparison ({earlier[0]}): {how} with --overwrite, "
-                          f"or choose another --out")
+    _check_earlier(out, earlier, resume, overwrite, trains=reuse_runs is None)
     stale = [name for name in earlier if name.startswith("speakers-") and
              name not in {f"speakers-{count}" for count in train_speakers}]
     if stale and resume:
