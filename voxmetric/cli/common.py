@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import UsageError
+
 from ..checks import int_at_least  # noqa: F401  (an argparse type the commands share)
 
 
@@ -71,6 +73,18 @@ def _add_skip_errors(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-errors", action="store_true",
                         help="go on past bad inputs: write the results of the good ones, list each failure on "
                              "stderr and in OUT.errors.tsv, exit with status 3")
+
+def _add_jobs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=int_at_least(0), default=1, metavar="N",
+                        help="embed the files in N worker processes of one thread each (0: one per CPU core); "
+                             "faster than threads on many files, each worker taking a few seconds to start; "
+                             "CPU only")
+
+def _jobs(args) -> int:
+    """``--jobs``, refused with a GPU before the model is loaded."""
+    if args.jobs != 1 and args.device != "cpu":
+        raise UsageError(f"--jobs runs worker processes on the CPU; with --device {args.device} leave it at 1")
+    return args.jobs
 
 def _add_batch_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", metavar="FILE", help="write the batch results here (default: standard output)")

@@ -6,9 +6,9 @@ import sys
 
 from ..errors import UsageError
 from ..evaluate.metrics import DEFAULT_N_BOOTSTRAP
-from .common import (EXIT_OK, EXIT_STATUS_HELP, _MODEL_HELP, _add_batch_output, _add_model, _add_quiet,
-                     _add_skip_errors, _check_outputs, _command, _finish, _Formatter, _load, _warn, _warner,
-                     int_at_least)
+from .common import (EXIT_OK, EXIT_STATUS_HELP, _MODEL_HELP, _add_batch_output, _add_jobs, _add_model,
+                     _add_quiet, _add_skip_errors, _check_outputs, _command, _finish, _Formatter, _jobs, _load,
+                     _warn, _warner, int_at_least)
 
 
 def _check_one_result_output(args) -> None:
@@ -37,6 +37,7 @@ def add_verify(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object (one pair)")
     _add_batch_output(p)
     _add_skip_errors(p)
+    _add_jobs(p)
     _add_quiet(p)
     p.set_defaults(func=_run_verify)
 
@@ -51,7 +52,7 @@ def _run_verify(args) -> int:
         _check_one_result_output(args)
     _check_outputs(args.out)
     model = _load(args)
-    options = dict(skip_errors=args.skip_errors, progress=not args.quiet, on_warning=_warner(args))
+    options = dict(skip_errors=args.skip_errors, progress=not args.quiet, on_warning=_warner(args), jobs=_jobs(args))
     if mode in ("trials", "list"):
         if mode == "trials":
             batch, columns = verify_trials(model, args.trials, args.root, **options), VERIFY_TRIALS_COLUMNS
@@ -101,6 +102,7 @@ def add_calibrate(sub) -> None:
     p.add_argument("--bootstrap", type=int_at_least(1), default=DEFAULT_N_BOOTSTRAP, metavar="N",
                    help="bootstrap rounds")
     _add_skip_errors(p)
+    _add_jobs(p)
     _add_quiet(p)
     p.set_defaults(func=_run_calibrate)
 
@@ -110,9 +112,10 @@ def _run_calibrate(args) -> int:
     if args.target_far is not None and not 0 < args.target_far < 1:
         raise UsageError(f"--target-far must be between 0 and 1 (exclusive), got {args.target_far:g}")
     _check_outputs(args.out)
+    jobs = _jobs(args)
     result, failures = calibrate_pairs(_load(args), args.trials, audio_root=args.root, target_far=args.target_far,
                                        n_bootstrap=args.bootstrap, skip_errors=args.skip_errors,
-                                       progress=not args.quiet, on_warning=_warner(args))
+                                       progress=not args.quiet, on_warning=_warner(args), jobs=jobs)
     for warning in result.warnings:  # about the fit itself (too few pairs): printed even with -q
         print(f"voxmetric: warning: {warning}", file=sys.stderr)
     result.save(args.out)
@@ -137,6 +140,7 @@ def add_enroll(sub) -> None:
     p.add_argument("--db", required=True, metavar="DB", help="speaker database (created if missing)")
     p.add_argument("--replace", action="store_true", help="replace the speaker's recordings instead of adding")
     _add_skip_errors(p)
+    _add_jobs(p)
     _add_quiet(p)
     p.set_defaults(func=_run_enroll)
 
@@ -144,8 +148,9 @@ def _run_enroll(args) -> int:
     from ..deploy.enroll import enroll_files
 
     _check_outputs(args.db)
+    jobs = _jobs(args)
     result = enroll_files(_load(args), args.db, args.name, args.audio, replace=args.replace,
-                          progress=not args.quiet, skip_errors=args.skip_errors, on_warning=_warner(args))
+                          progress=not args.quiet, skip_errors=args.skip_errors, on_warning=_warner(args), jobs=jobs)
     repeated = (f" ({len(result.repeated)} of the given recording(s) enrolled already: not added again)"
                 if result.repeated else "")
     print(f"enrolled '{result.speaker.name}' in {args.db}: {result.speaker.count} recording(s) in all{repeated}")
@@ -166,6 +171,7 @@ def add_identify(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object (one recording)")
     _add_batch_output(p)
     _add_skip_errors(p)
+    _add_jobs(p)
     _add_quiet(p)
     p.set_defaults(func=_run_identify)
 
@@ -181,9 +187,10 @@ def _run_identify(args) -> int:
     _check_outputs(args.out)
     if args.list:
         paths = [row[0] for row in read_list(args.list)]
+        jobs = _jobs(args)
         model = _load(args)
         batch = identify_list(model, args.db, paths, top=args.top, skip_errors=args.skip_errors,
-                              progress=not args.quiet, on_warning=_warner(args))
+                              progress=not args.quiet, on_warning=_warner(args), jobs=jobs)
         fmt = format_from_name(args.out, args.format)
         write_rows(identification_rows(batch.rows) if fmt == "tsv" else batch.rows, args.out, fmt, IDENTIFY_COLUMNS)
         if args.out:

@@ -7,8 +7,8 @@ import sys
 from ..errors import UsageError
 from ..evaluate.metrics import DEFAULT_N_BOOTSTRAP
 from ..evaluate.scoring import DEFAULT_TOP_N
-from .common import (EXIT_OK, _MODEL_HELP, _add_model, _add_quiet, _add_skip_errors, _check_outputs,
-                    _command, _finish, _load, _warner, int_at_least)
+from .common import (EXIT_OK, _MODEL_HELP, _add_jobs, _add_model, _add_quiet, _add_skip_errors, _check_outputs,
+                    _command, _finish, _jobs, _load, _warner, int_at_least)
 
 
 def add_embed(sub) -> None:
@@ -29,6 +29,7 @@ def add_embed(sub) -> None:
     p.add_argument("--step", type=float, metavar="S",
                    help="window step in seconds (default: the model's, as for --window)")
     _add_skip_errors(p)
+    _add_jobs(p)
     _add_quiet(p)
     p.set_defaults(func=_run_embed)
 
@@ -39,11 +40,12 @@ def _run_embed(args) -> int:
     changes = window_settings(args.window, args.step)
     check_embeddings_output(args.out)
     _check_outputs(errors_path(args.out) if args.skip_errors else None)
+    jobs = _jobs(args)
     ids, paths = gather_inputs(args.audio, args.list, args.root)
     model = _load(args)
     model.set_frontend(**changes)
     (count, dim), failures = embed_to_file(model, ids, paths, args.out, skip_errors=args.skip_errors,
-                                           progress=not args.quiet, on_warning=_warner(args))
+                                           progress=not args.quiet, on_warning=_warner(args), jobs=jobs)
     print(f"wrote {count} embeddings of dimension {dim} to {args.out}")
     return _finish(failures, args.out)
 

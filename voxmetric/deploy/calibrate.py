@@ -49,7 +49,7 @@ def calibrate_trials(model, trials_path: str | os.PathLike, audio_root: str | os
 
 def calibrate_pairs(model, trials_path: str | os.PathLike, audio_root: str | os.PathLike | None = None,
                     target_far: float | None = None, n_bootstrap: int = DEFAULT_N_BOOTSTRAP, seed: int = 0,
-                    skip_errors: bool = False, progress: bool = False, on_warning=None):
+                    skip_errors: bool = False, progress: bool = False, on_warning=None, jobs: int = 1):
     """``voxmetric calibrate``: :func:`calibrate_trials` with per-file quality warnings and,
     with ``skip_errors``, the pairs of unusable files left out.
 
@@ -63,7 +63,7 @@ def calibrate_pairs(model, trials_path: str | os.PathLike, audio_root: str | os.
 
     check_options(target_far, n_bootstrap)  # before any embedding
     batch = score_trial_pairs(model, trials_path, audio_root, skip_errors=skip_errors, progress=progress,
-                              on_warning=on_warning)
+                              on_warning=on_warning, jobs=jobs)
     if not batch.rows:
         from ..errors import CalibrationError
 

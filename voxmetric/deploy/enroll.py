@@ -64,7 +64,7 @@ class Enrolment:
 
 def enroll_files(model: SpeakerModel, db_path: str | os.PathLike, name: str, paths: list[str],
                  replace: bool = False, progress: bool = False, skip_errors: bool = False,
-                 on_warning: Warn | None = None) -> Enrolment:
+                 on_warning: Warn | None = None, jobs: int = 1) -> Enrolment:
     """``voxmetric enroll``: embed ``paths`` (each once) and enrol them as ``name``.
 
     Without ``skip_errors`` the first bad recording is an error and the database is not
@@ -82,7 +82,7 @@ def enroll_files(model: SpeakerModel, db_path: str | os.PathLike, name: str, pat
     if not paths:
         raise VoxmetricError(f"enroll '{name}': no recordings given")
     done = embed_each(model, paths, skip_errors=skip_errors, progress=progress, on_warning=on_warning,
-                      desc="enrolling")
+                      desc="enrolling", jobs=jobs)
     good = [p for p in dict.fromkeys(os.fspath(p) for p in paths) if p in done.embeddings]
     if not good:
         raise VoxmetricError(f"none of the {len(paths)} recording(s) of '{name}' could be embedded: "
@@ -170,7 +170,7 @@ IDENTIFY_COLUMNS = ("path", "rank", "name", "score", "llr", "accepted")
 
 def score_trial_pairs(model: SpeakerModel, trials_path: str | os.PathLike,
                       root: str | os.PathLike | None = None, skip_errors: bool = False, progress: bool = True,
-                      on_warning: Warn | None = None) -> BatchResult:
+                      on_warning: Warn | None = None, jobs: int = 1) -> BatchResult:
     """Cosine score of every pair of a VoxCeleb or Kaldi trial list, each distinct file
     embedded once. Rows: ``enrol``, ``test`` (the list's keys), ``label``, ``score``. With
     ``skip_errors`` the trials of a missing or bad file are left out and the file listed
@@ -191,7 +191,8 @@ def score_trial_pairs(model: SpeakerModel, trials_path: str | os.PathLike,
                 paths[key] = str(key_paths([key], folder, trials_path)[0])
             except TrialsError as error:
                 failures.append(Failure(key, _missing_reason(error, key)))
-    done = embed_each(model, paths.values(), skip_errors=skip_errors, progress=progress, on_warning=on_warning)
+    done = embed_each(model, paths.values(), skip_errors=skip_errors, progress=progress, on_warning=on_warning,
+                      jobs=jobs)
     rows = []
     for trial in trials:
         a, b = (done.embeddings.get(paths.get(key, "")) for key in (trial.enrol, trial.test))
@@ -207,7 +208,8 @@ def _missing_reason(error: TrialsError, key: str) -> str:
 
 
 def verify_trials(model: SpeakerModel, trials_path: str | os.PathLike, root: str | os.PathLike | None = None,
-                  skip_errors: bool = False, progress: bool = True, on_warning: Warn | None = None) -> BatchResult:
+                  skip_errors: bool = False, progress: bool = True, on_warning: Warn | None = None,
+                  jobs: int = 1) -> BatchResult:
     """``verify --trials``: score and decide every pair of a trial list (:func:`score_trial_pairs`).
 
     Rows: ``enrol``, ``test``, ``label``, ``score``, ``llr``, ``accepted``, ``threshold``.
@@ -218,13 +220,13 @@ def verify_trials(model: SpeakerModel, trials_path: str | os.PathLike, root: str
             ``skip_errors``).
     """
     threshold = model.decision_threshold()
-    batch = score_trial_pairs(model, trials_path, root, skip_errors, progress, on_warning)
+    batch = score_trial_pairs(model, trials_path, root, skip_errors, progress, on_warning, jobs=jobs)
     batch.rows = [{**row, **_decision(model, row["score"], threshold)} for row in batch.rows]
     return batch
 
 
 def verify_list(model: SpeakerModel, db_path: str | os.PathLike, list_path: str, skip_errors: bool = False,
-                progress: bool = True, on_warning: Warn | None = None) -> BatchResult:
+                progress: bool = True, on_warning: Warn | None = None, jobs: int = 1) -> BatchResult:
     """``verify --db DB --list FILE``: each line ``NAME PATH``, verified against the enrolled ``NAME``.
 
     Rows: ``name``, ``path``, ``score``, ``llr``, ``accepted``, ``threshold``. With
@@ -244,14 +246,15 @@ def verify_list(model: SpeakerModel, db_path: str | os.PathLike, list_path: str,
                 raise UnknownSpeakerError(f"{list_path}: '{name}' is not enrolled in {db_path} "
                                           f"({len(known)} speakers; see 'voxmetric speakers --db {db_path}')")
         done = embed_each(model, [p for _, p in wanted], skip_errors=skip_errors, progress=progress,
-                          on_warning=on_warning)
+                          on_warning=on_warning, jobs=jobs)
         rows = [{"name": name, "path": path, **_decision(model, db.verify(name, done.embeddings[path]), threshold)}
                 for name, path in wanted if path in done.embeddings]
     return BatchResult(rows, failures + done.failures, done.warnings)
 
 
 def identify_list(model: SpeakerModel, db_path: str | os.PathLike, paths: list[str], top: int = 3,
-                  skip_errors: bool = False, progress: bool = True, on_warning: Warn | None = None) -> BatchResult:
+                  skip_errors: bool = False, progress: bool = True, on_warning: Warn | None = None,
+                  jobs: int = 1) -> BatchResult:
     """``identify --list FILE``: the ``top`` closest enrolled speakers of each recording.
 
     Rows: :meth:`Identification.to_dict` per file (``path``, ``candidates``, ``threshold``,
@@ -259,7 +262,8 @@ def identify_list(model: SpeakerModel, db_path: str | os.PathLike, paths: list[s
     """
     threshold = _threshold_or_none(model)
     with SpeakerDB.open(db_path, model.fingerprint, create=False) as db:
-        done = embed_each(model, paths, skip_errors=skip_errors, progress=progress, on_warning=on_warning)
+        done = embed_each(model, paths, skip_errors=skip_errors, progress=progress, on_warning=on_warning,
+                          jobs=jobs)
         rows = []
         for path in dict.fromkeys(paths):
             if path not in done.embeddings:

@@ -59,38 +59,60 @@ def _reason(error: VoxmetricError, path: str) -> str:
 
 
 def embed_each(model, paths: Iterable[str], skip_errors: bool = False, progress: bool = True,
-               on_warning: Warn | None = None, desc: str = "embedding") -> Embedded:
+               on_warning: Warn | None = None, desc: str = "embedding", jobs: int = 1) -> Embedded:
     """Embed each distinct path once through ``model``'s front-end (module docstring).
 
     Args:
         model: a :class:`~voxmetric.inference.speaker_model.SpeakerModel` (anything with
-            ``embed_with_quality(path) -> (embedding, report)``).
+            ``embed_with_quality(path) -> (embedding, report)``; with ``jobs`` > 1, picklable).
         paths: audio files; repeats are embedded once.
         skip_errors: collect unreadable / speechless / too-short files as failures
             instead of raising at the first.
         progress: show a progress bar (only on a terminal: :func:`voxmetric.fileio.progress_bar`).
         on_warning: called with each quality warning (``"PATH: ..."``), once per file.
+        jobs: worker processes (:mod:`voxmetric.inference.parallel`; 0: one per CPU
+            core); 1 (default) embeds in this process. The results are the same, in the
+            same order.
 
     Raises:
         VoxmetricError: the first bad file, without ``skip_errors``.
     """
+    from .parallel import embed_in_workers, resolve_jobs
+
     unique = list(dict.fromkeys(os.fspath(p) for p in paths))
+    jobs = resolve_jobs(jobs)
+    if jobs > 1 and len(unique) > 1:
+        results = embed_in_workers(model, unique, jobs)
+    else:
+        results = ((path, _embed_one(model, path)) for path in unique)
     done = Embedded({})
-    for path in progress_bar(unique, enabled=progress, desc=desc, unit="file", leave=False):
-        try:
-            embedding, report = model.embed_with_quality(path)
-        except VoxmetricError as error:
-            if not skip_errors:
-                raise
-            done.failures.append(Failure(path, _reason(error, path)))
-            continue
-        done.embeddings[path] = embedding
-        for warning in report.warnings:
-            warning = _named(warning, path)
-            done.warnings.append(warning)
-            if on_warning is not None:
-                on_warning(warning)
+    bar = progress_bar(results, enabled=progress, desc=desc, unit="file", leave=False, total=len(unique))
+    try:
+        for path, result in bar:
+            if isinstance(result, VoxmetricError):
+                if not skip_errors:
+                    raise result
+                done.failures.append(Failure(path, _reason(result, path)))
+                continue
+            embedding, report = result
+            done.embeddings[path] = embedding
+            for warning in report.warnings:
+                warning = _named(warning, path)
+                done.warnings.append(warning)
+                if on_warning is not None:
+                    on_warning(warning)
+    finally:
+        bar.close()
+        getattr(results, "close", lambda: None)()  # stops the workers at once on an error or interrupt
     return done
+
+
+def _embed_one(model, path: str):
+    """``model.embed_with_quality(path)``, or the VoxmetricError it raised."""
+    try:
+        return model.embed_with_quality(path)
+    except VoxmetricError as error:
+        return error
 
 
 def errors_path(out: str | os.PathLike) -> str:
@@ -182,7 +204,8 @@ def gather_inputs(items: Sequence[str], list_path: str | None = None,
 
 
 def embed_to_file(model, ids: Sequence[str], paths: Sequence[str], out: str, skip_errors: bool = False,
-                  progress: bool = True, on_warning: Warn | None = None) -> tuple[tuple[int, int], list[Failure]]:
+                  progress: bool = True, on_warning: Warn | None = None,
+                  jobs: int = 1) -> tuple[tuple[int, int], list[Failure]]:
     """``voxmetric embed``: embed ``paths`` and write them under ``ids`` with the model's
     fingerprint and front-end settings (:func:`voxmetric.evaluate.embeddings.save_embeddings`).
 
@@ -196,7 +219,7 @@ def embed_to_file(model, ids: Sequence[str], paths: Sequence[str], out: str, ski
     """
     from ..evaluate.embeddings import save_embeddings
 
-    done = embed_each(model, paths, skip_errors=skip_errors, progress=progress, on_warning=on_warning)
+    done = embed_each(model, paths, skip_errors=skip_errors, progress=progress, on_warning=on_warning, jobs=jobs)
     kept = [(uid, path) for uid, path in zip(ids, paths) if path in done.embeddings]
     if not kept:
         write_failures(out, done.failures)

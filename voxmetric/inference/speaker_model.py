@@ -28,7 +28,7 @@ from ..errors import ArgumentError, CheckpointError, VoxmetricError
 from ..evaluate.calibration import Calibration
 from ..evaluate.operating_point import CalibrationResult
 from ..evaluate.embeddings import save_embeddings
-from .frontend import ARRAY_NAME, Frontend, FrontendSettings, source_name
+from .frontend import ARRAY_NAME, Frontend, FrontendSettings, check_several, source_name
 from .loading import BUNDLED, BUNDLED_DIR, build_network, device as parse_device, load_network_weights, read_source
 
 __all__ = ["BUNDLED", "BUNDLED_DIR", "FrontendSettings", "SpeakerModel", "VerifyResult", "load_model",
@@ -170,9 +170,31 @@ class SpeakerModel:
         """``(embedding, QualityReport)`` of a file or array."""
         return self.frontend.embed(item, sample_rate)
 
-    def embed_files(self, items: Sequence, sample_rate: int | None = None, progress: bool = False) -> np.ndarray:
-        """Embeddings of several files or arrays: ``(len(items), embedding_dim)`` float32."""
-        return self.frontend.embed_files(items, sample_rate, progress)
+    def embed_files(self, items: Sequence, sample_rate: int | None = None, progress: bool = False,
+                    jobs: int = 1) -> np.ndarray:
+        """Embeddings of several files or arrays: ``(len(items), embedding_dim)`` float32.
+
+        ``jobs`` > 1 embeds them in that many worker processes of one thread each (0: one per
+        CPU core; :mod:`voxmetric.inference.parallel`): the same embeddings, faster than threads
+        on many files. The first bad input raises its error either way.
+        """
+        from ..fileio import progress_bar
+        from .parallel import embed_in_workers, resolve_jobs
+
+        jobs = resolve_jobs(jobs)
+        items = check_several(items, "embed_files")
+        if jobs == 1 or len(items) < 2:
+            return self.frontend.embed_files(items, sample_rate, progress)
+        rows = []
+        results = embed_in_workers(self, items, jobs, sample_rate)
+        with progress_bar(results, enabled=progress, desc="embedding", unit="file", leave=False,
+                          total=len(items)) as bar:
+            for _, result in bar:
+                if isinstance(result, VoxmetricError):
+                    results.close()
+                    raise result
+                rows.append(result[0])
+        return np.stack(rows)
 
     embed_batch = embed_files
 
