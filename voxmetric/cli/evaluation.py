@@ -78,7 +78,8 @@ def add_export(sub) -> None:
                  "voxmetric export exp/aam/checkpoints/best.pt --format safetensors aam.safetensors "
                  "--calibration cal.json")
     p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
-    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="output format")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, metavar="FORMAT",
+                   help=f"output format: {', '.join(EXPORT_FORMATS)}")
     p.add_argument("out", metavar="OUT", help="file to write: *.onnx, *.pt (TorchScript) or *.safetensors; a name "
                                               "ending as another format's is refused")
     p.add_argument("--calibration", metavar="CAL.json",
