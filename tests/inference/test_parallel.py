@@ -3,6 +3,7 @@ interrupts handled; ``--jobs`` on the command line."""
 
 import multiprocessing
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ import pytest
 
 from voxmetric import audio
 from voxmetric.cli import main
-from voxmetric.errors import ArgumentError, VoxmetricError
+from voxmetric.errors import ArgumentError, AudioError, VoxmetricError
 from voxmetric.evaluate.embeddings import load_embeddings_with_metadata
 from voxmetric.inference.batch import embed_each
 from voxmetric.inference.parallel import available_cpus, embed_in_workers, resolve_jobs
@@ -71,15 +72,47 @@ class _Scripted:
     def embed_with_quality(self, item, sample_rate=None):
         if "die" in item:
             os._exit(7)
+        if "slow" in item:
+            time.sleep(1.0)
+        if "bad" in item:
+            raise AudioError(f"{item}: bad audio")
+        if "crash" in item:
+            return 1 / 0
         if "warn" in item:
             warnings.warn(f"library note on {item}", UserWarning)
             return np.ones(3, dtype=np.float32), _Report([f"{item}: quality note"])
         return np.zeros(3, dtype=np.float32), _Report()
 
 
+class _DiesOnArrival(_Scripted):
+    """Its worker exits while unpickling it."""
+
+    def __getstate__(self):
+        return {"arrives": True}
+
+    def __setstate__(self, state):
+        os._exit(5)
+
+
 def test_a_worker_that_dies_is_an_error_naming_its_file():
     with pytest.raises(VoxmetricError, match=r"^b-die\.wav: the embedding worker process stopped \(exit code 7"):
         embed_each(_Scripted(), ["a.wav", "b-die.wav", "c.wav"], progress=False, jobs=2)
+    with pytest.raises(VoxmetricError, match=r"the embedding worker process stopped \(exit code 5"):
+        embed_each(_DiesOnArrival(), ["a.wav", "b.wav"], progress=False, jobs=2)
+    assert not multiprocessing.active_children()
+
+
+def test_errors_and_crashes_come_in_input_order():
+    # the slow bad file is first in input order: its error wins over the crash that finishes sooner
+    with pytest.raises(AudioError, match="a-slow-bad.wav: bad audio"):
+        embed_each(_Scripted(), ["a-slow-bad.wav", "b-crash.wav", "c.wav"], progress=False, jobs=2)
+    with pytest.raises(RuntimeError, match="embedding worker failed on b-crash.wav:(.|\n)*ZeroDivisionError"):
+        embed_each(_Scripted(), ["a-slow-bad.wav", "b-crash.wav"], progress=False, jobs=2, skip_errors=True)
+    # library warnings come in input order too, and only for items reached
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        embed_each(_Scripted(), ["a-slow-warn.wav", "b-warn.wav"], progress=False, jobs=2)
+    assert [str(w.message) for w in caught] == ["library note on a-slow-warn.wav", "library note on b-warn.wav"]
     assert not multiprocessing.active_children()
 
 

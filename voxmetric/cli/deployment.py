@@ -51,8 +51,9 @@ def _run_verify(args) -> int:
     if mode in ("pair", "enrolled"):
         _check_one_result_output(args)
     _check_outputs(args.out)
+    jobs = _jobs(args)
     model = _load(args)
-    options = dict(skip_errors=args.skip_errors, progress=not args.quiet, on_warning=_warner(args), jobs=_jobs(args))
+    options = dict(skip_errors=args.skip_errors, progress=not args.quiet, on_warning=_warner(args), jobs=jobs)
     if mode in ("trials", "list"):
         if mode == "trials":
             batch, columns = verify_trials(model, args.trials, args.root, **options), VERIFY_TRIALS_COLUMNS

@@ -79,11 +79,23 @@ def _portable(error: VoxmetricError) -> VoxmetricError:
         return VoxmetricError(str(error))
 
 
-def _worker(conn, payload: bytes) -> None:
-    import torch
+def _picklable(value) -> bool:
+    try:
+        pickle.dumps(value)
+        return True
+    except Exception:
+        return False
 
-    torch.set_num_threads(1)
-    model = pickle.loads(payload)  # noqa: S301  (pickled by the parent process a moment ago)
+
+def _worker(conn) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the calling process's to handle
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        model = pickle.loads(conn.recv_bytes())  # noqa: S301  (pickled by the calling process a moment ago)
+    except (EOFError, OSError, pickle.UnpicklingError):  # the calling process stopped while starting us
+        return
     while True:
         try:
             task = conn.recv()
@@ -98,11 +110,17 @@ def _worker(conn, payload: bytes) -> None:
                 result: Any = model.embed_with_quality(item, sample_rate)
             except VoxmetricError as error:
                 result = _portable(error)
-            except Exception:
+            except BaseException:
                 result = _Crash(traceback.format_exc())
-        raised = [(w.category, str(w.message)) for w in caught]
+        # a warning class the calling process could not rebuild travels as a UserWarning
+        raised = [(w.category if _picklable(w.category) else UserWarning, str(w.message)) for w in caught]
         try:
-            conn.send((index, result, raised))
+            try:
+                conn.send((index, result, raised))
+            except OSError:
+                raise
+            except Exception:  # something in the result does not pickle: a bug, reported as one
+                conn.send((index, _Crash(traceback.format_exc()), raised))
         except OSError:  # the calling process is gone
             return
 
@@ -157,7 +175,7 @@ def embed_in_workers(model, items: Sequence, jobs: int, sample_rate: int | None 
     try:
         for _ in range(min(jobs, len(items))):
             mine, theirs = context.Pipe()
-            process = context.Process(target=_worker, args=(theirs, payload), daemon=True)
+            process = context.Process(target=_worker, args=(theirs,), daemon=True)
             with _sigint_ignored():  # inherited: the worker ignores Ctrl-C from its first instruction
                 process.start()
             theirs.close()
@@ -166,10 +184,12 @@ def embed_in_workers(model, items: Sequence, jobs: int, sample_rate: int | None 
         running: dict[Any, int] = {}  # connection -> index of the item its worker is embedding
         by_sentinel = {process.sentinel: conn for conn, process in processes.items()}
 
-        def died(conn, index: int) -> VoxmetricError:
+        def died(conn, what: str, hint: str = "") -> VoxmetricError:
             processes[conn].join(1.0)
-            return VoxmetricError(f"{_name(items[index])}: the embedding worker process stopped "
-                                  f"(exit code {processes[conn].exitcode}; killed or out of memory?)")
+            code = processes[conn].exitcode
+            how = (f"killed by signal {-code}: out of memory?" if code is not None and code < 0 else
+                   f"exit code {code}; its own error is printed above{hint}")
+            return VoxmetricError(f"{what}: the embedding worker process stopped ({how})")
 
         def hand_out(conn) -> None:
             task = next(queue, None)
@@ -178,15 +198,28 @@ def embed_in_workers(model, items: Sequence, jobs: int, sample_rate: int | None 
                 try:
                     conn.send((task[0], task[1], sample_rate))
                 except OSError:
-                    raise died(conn, task[0]) from None
+                    raise died(conn, _name(task[1])) from None
 
+        # The model goes to the workers once all are started (they import torch meanwhile, side by
+        # side); a worker that died starting is a broken pipe here, not a write that never ends.
+        for conn in processes:
+            try:
+                conn.send_bytes(payload)
+            except OSError:
+                raise died(conn, "starting the embedding workers",
+                           "; a script that starts workers needs an 'if __name__ == \"__main__\":' guard") from None
         for conn in processes:
             hand_out(conn)
-        done: dict[int, Any] = {}
+        done: dict[int, Any] = {}  # index -> (result, warnings raised), kept until its turn
         next_index = 0
         while True:
             while next_index in done:
-                yield items[next_index], done.pop(next_index)
+                result, raised = done.pop(next_index)
+                for category, message in raised:
+                    _warn_again(message, category)
+                if isinstance(result, _Crash):
+                    raise RuntimeError(f"embedding worker failed on {_name(items[next_index])}:\n{result.text}")
+                yield items[next_index], result
                 next_index += 1
             if next_index >= len(items):
                 break
@@ -195,21 +228,25 @@ def embed_in_workers(model, items: Sequence, jobs: int, sample_rate: int | None 
                 if conn not in running:
                     continue
                 if ready is not conn and not conn.poll():  # its worker ended while it held an item
-                    raise died(conn, running[conn])
+                    raise died(conn, _name(items[running[conn]]))
                 try:
                     index, result, raised = conn.recv()
                 except (EOFError, OSError):
-                    raise died(conn, running[conn]) from None
+                    raise died(conn, _name(items[running[conn]])) from None
                 del running[conn]
-                for category, message in raised:
-                    warnings.warn(message, category, stacklevel=2)
-                if isinstance(result, _Crash):
-                    raise RuntimeError(f"embedding worker failed on {_name(items[index])}:\n{result.text}")
-                done[index] = result
+                done[index] = (result, raised)
                 hand_out(conn)
         finished = True
     finally:
         _stop(processes, graceful=finished)
+
+
+def _warn_again(message: str, category) -> None:
+    """A worker's library warning, raised here (where the caller's filters and printing apply)."""
+    try:
+        warnings.warn(message, category, stacklevel=3)
+    except TypeError:  # a warning class that takes more than a message
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def _stop(processes: dict, graceful: bool) -> None:
