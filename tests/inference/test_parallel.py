@@ -1,6 +1,7 @@
 """Embedding in worker processes (``jobs``): the serial results, in order; deaths, warnings and
 interrupts handled; ``--jobs`` on the command line."""
 
+import json
 import multiprocessing
 import os
 import time
@@ -170,3 +171,35 @@ def test_python_api_embed_files_with_jobs(model, recordings):
     with pytest.raises(VoxmetricError, match="bad.wav"):
         model.embed_files(recordings, jobs=2)
     assert not multiprocessing.active_children()
+
+
+def test_every_command_with_skip_errors_takes_jobs():
+    from voxmetric.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    batch = {name for name, parser in commands.items()
+             if any("--skip-errors" in a.option_strings for a in parser._actions)}
+    assert batch == {"embed", "verify", "identify", "enroll", "calibrate"}
+    for name in batch:
+        assert any("--jobs" in a.option_strings for a in commands[name]._actions), name
+
+
+def test_cli_verify_trials_and_calibrate_with_jobs(tmp_path, recordings, capsys):
+    weights = make_weights(tmp_path)
+    v = [os.path.basename(p) for p in recordings if os.path.basename(p).startswith("v")]
+    trials = tmp_path / "trials.txt"
+    trials.write_text(f"1 {v[0]} {v[1]}\n0 {v[0]} {v[2]}\n1 {v[2]} {v[3]}\n0 {v[1]} {v[3]}\n")
+    root = os.path.dirname(recordings[0])
+    outputs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"d{jobs}.tsv"
+        assert main(["verify", str(weights), "--trials", str(trials), "--root", root, "-o", str(out), "-q",
+                     "--jobs", jobs]) == 0
+        cal = tmp_path / f"cal{jobs}.json"
+        assert main(["calibrate", str(weights), "--trials", str(trials), "--root", root, "-o", str(cal), "-q",
+                     "--bootstrap", "20", "--jobs", jobs]) == 0
+        outputs.append((out.read_text(), json.loads(cal.read_text())))
+    (rows1, cal1), (rows2, cal2) = outputs
+    assert rows1 == rows2 and len(rows1.splitlines()) == 5
+    assert cal2["calibration"] == pytest.approx(cal1["calibration"], rel=1e-3)
+    assert cal2["threshold"] == pytest.approx(cal1["threshold"], abs=1e-6) and cal1["eer"] == cal2["eer"]
