@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import UsageError
-
 from ..checks import int_at_least  # noqa: F401  (an argparse type the commands share)
+from ..errors import UsageError
 
 
 

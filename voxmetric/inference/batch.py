@@ -103,7 +103,7 @@ def embed_each(model, paths: Iterable[str], skip_errors: bool = False, progress:
                     on_warning(warning)
     finally:
         bar.close()
-        getattr(results, "close", lambda: None)()  # stops the workers at once on an error or interrupt
+        results.close()  # stops the workers at once on an error or interrupt
     return done
 
 

@@ -115,14 +115,12 @@ def _worker(conn) -> None:
         # a warning class the calling process could not rebuild travels as a UserWarning
         raised = [(w.category if _picklable(w.category) else UserWarning, str(w.message)) for w in caught]
         try:
-            try:
-                conn.send((index, result, raised))
-            except OSError:
-                raise
-            except Exception:  # something in the result does not pickle: a bug, reported as one
-                conn.send((index, _Crash(traceback.format_exc()), raised))
+            conn.send((index, result, raised))
         except OSError:  # the calling process is gone
             return
+        except Exception:  # something in the result does not pickle: a bug in the model, reported as one
+            with contextlib.suppress(OSError):
+                conn.send((index, _Crash(traceback.format_exc()), raised))
 
 
 @contextlib.contextmanager
